@@ -1,0 +1,75 @@
+import { z } from 'zod';
+import {
+  ipv4AddressSchema,
+  ipv4CidrSchema,
+  portRangeSchema,
+  qubeNameSchema,
+  transportProtocolSchema,
+  unixSecondsSchema,
+} from './wire-types.js';
+
+/**
+ * The complete desired forwarding state of one VM, as dom0 sends it in the
+ * payload of the `qubes.NatBrokerApply` service. The agent in that VM replaces
+ * whatever it had with exactly this state, in one nftables transaction.
+ */
+
+export const AGENT_STATE_VERSION = 1;
+
+/** Upper bound on entries per list, so a hostile or corrupt payload cannot exhaust memory. */
+export const MAX_AGENT_ENTRIES = 4096;
+
+const forwardIdSchema = z.string().regex(/^[a-z0-9-]{1,40}$/, 'must be 1-40 of a-z 0-9 -');
+
+/**
+ * One inbound DNAT in a netvm: a new connection that arrives from upstream
+ * (not from a downstream vif), is addressed to this VM, comes from
+ * `sourceCidr` and goes to `protocol`/`ports` is sent to
+ * `targetAddress`/`targetPorts`. A port range keeps its port numbers, so
+ * `targetPorts` must then equal `ports`; a single port may be remapped.
+ */
+export const dnatEntrySchema = z
+  .strictObject({
+    forwardId: forwardIdSchema,
+    protocol: transportProtocolSchema,
+    sourceCidr: ipv4CidrSchema,
+    ports: portRangeSchema,
+    targetAddress: ipv4AddressSchema,
+    targetPorts: portRangeSchema,
+    expiresAtUnixSeconds: unixSecondsSchema.nullable(),
+  })
+  .refine(
+    (entry) =>
+      entry.ports.first === entry.ports.last ||
+      (entry.targetPorts.first === entry.ports.first && entry.targetPorts.last === entry.ports.last),
+    'a port range cannot be remapped: targetPorts must equal ports',
+  )
+  .refine(
+    (entry) => entry.ports.first !== entry.ports.last || entry.targetPorts.first === entry.targetPorts.last,
+    'a single port must map to a single target port',
+  );
+export type DnatEntry = z.infer<typeof dnatEntrySchema>;
+
+/** One inbound accept in the target qube's input path. */
+export const inputAcceptEntrySchema = z.strictObject({
+  forwardId: forwardIdSchema,
+  protocol: transportProtocolSchema,
+  sourceCidr: ipv4CidrSchema,
+  ports: portRangeSchema,
+  expiresAtUnixSeconds: unixSecondsSchema.nullable(),
+});
+export type InputAcceptEntry = z.infer<typeof inputAcceptEntrySchema>;
+
+export const agentStateSchema = z.strictObject({
+  version: z.literal(AGENT_STATE_VERSION),
+  vm: qubeNameSchema,
+  /** When dom0 computed this state; an agent ignores a state older than the one it has. */
+  issuedAtUnixMs: z.number().int().min(0),
+  dnat: z.array(dnatEntrySchema).max(MAX_AGENT_ENTRIES),
+  inputAccept: z.array(inputAcceptEntrySchema).max(MAX_AGENT_ENTRIES),
+});
+export type AgentState = z.infer<typeof agentStateSchema>;
+
+export function emptyAgentState(vm: string, issuedAtUnixMs: number): AgentState {
+  return { version: AGENT_STATE_VERSION, vm, issuedAtUnixMs, dnat: [], inputAccept: [] };
+}
