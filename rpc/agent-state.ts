@@ -41,11 +41,13 @@ export const dnatEntrySchema = z
   .refine(
     (entry) =>
       entry.ports.first === entry.ports.last ||
-      (entry.targetPorts.first === entry.ports.first && entry.targetPorts.last === entry.ports.last),
+      (entry.targetPorts.first === entry.ports.first &&
+        entry.targetPorts.last === entry.ports.last),
     'a port range cannot be remapped: targetPorts must equal ports',
   )
   .refine(
-    (entry) => entry.ports.first !== entry.ports.last || entry.targetPorts.first === entry.targetPorts.last,
+    (entry) =>
+      entry.ports.first !== entry.ports.last || entry.targetPorts.first === entry.targetPorts.last,
     'a single port must map to a single target port',
   );
 export type DnatEntry = z.infer<typeof dnatEntrySchema>;

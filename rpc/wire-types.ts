@@ -33,7 +33,11 @@ export const portRangeSchema = z
 export type PortRange = z.infer<typeof portRangeSchema>;
 
 /** UNIX time in whole seconds. */
-export const unixSecondsSchema = z.number().int().min(0).max(2 ** 40);
+export const unixSecondsSchema = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 40);
 
 export function ipv4ToNumber(address: string): number {
   return address.split('.').reduce((value, octet) => value * 256 + Number(octet), 0);

@@ -1,0 +1,51 @@
+import { z } from 'zod';
+import {
+  ipv4CidrSchema,
+  type PortRange,
+  portRangeSchema,
+  qubeNameSchema,
+  type TransportProtocol,
+  transportProtocolSchema,
+  unixSecondsSchema,
+} from '../../rpc/wire-types.js';
+
+/**
+ * A forward rule as dom0 stores it: inbound `protocol`/`ports` on the uplink
+ * of the qube's network chain go to `targetPorts` in the qube, from
+ * `sourceCidr` only, until `expiresAtUnixSeconds`.
+ */
+export const forwardRuleSchema = z.strictObject({
+  /** Stable id used in agent states and logs; never reused. */
+  id: z.string().regex(/^f-[0-9a-f]{12}$/),
+  qube: qubeNameSchema,
+  protocol: transportProtocolSchema,
+  /** External ports, the same on every hop. */
+  ports: portRangeSchema,
+  /** Ports inside the qube; differs from `ports` only for a remapped single port. */
+  targetPorts: portRangeSchema,
+  sourceCidr: ipv4CidrSchema,
+  expiresAtUnixSeconds: unixSecondsSchema.nullable(),
+  comment: z.string().max(512).nullable(),
+  createdAtUnixSeconds: unixSecondsSchema,
+});
+export type ForwardRule = z.infer<typeof forwardRuleSchema>;
+
+/** The fields a user sets; dom0 adds id and creation time. */
+export interface ForwardRuleFields {
+  protocol: TransportProtocol;
+  ports: PortRange;
+  targetPorts: PortRange;
+  sourceCidr: string;
+  expiresAtUnixSeconds: number | null;
+  comment: string | null;
+}
+
+export const ANY_SOURCE_CIDR = '0.0.0.0/0';
+
+export function isExpired(rule: { expiresAtUnixSeconds: number | null }, nowUnixSeconds: number) {
+  return rule.expiresAtUnixSeconds !== null && rule.expiresAtUnixSeconds <= nowUnixSeconds;
+}
+
+export function portRangesOverlap(a: PortRange, b: PortRange): boolean {
+  return a.first <= b.last && b.first <= a.last;
+}
