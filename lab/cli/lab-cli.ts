@@ -1,0 +1,291 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { createLogger, type Logger } from '../../rpc/logger.js';
+import { startLabComponents } from '../components.js';
+import { assertRoot, buildLab, teardownLab } from '../lab-builder.js';
+import { labVmEnvironment } from '../lab-env.js';
+import {
+  DEFAULT_LAB_PREFIX,
+  LAB_PREFIX_PATTERN,
+  type LabState,
+  labStateFile,
+  readLabState,
+} from '../lab-state.js';
+import { writeLabState } from '../lab-state-file.js';
+import type { RouterNatMode } from '../router-config.js';
+import { restartVm, runScenario } from './scenario-commands.js';
+
+/**
+ * `npm run lab -- [COMMAND] [OPTIONS]`: builds, inspects and removes the
+ * network-namespace stand-in for a Qubes system.
+ */
+
+const USAGE = `Usage: npm run lab -- [COMMAND] [OPTIONS]
+
+Commands:
+  up                 Build the lab, start its components and wait; Ctrl-C tears it down (default)
+  up --detach        Build the lab and exit, leaving it running
+  down               Tear the lab down (safe to repeat)
+  status             Print the lab's VMs, addresses and processes
+  exec VM -- CMD...  Run CMD as lab VM (dom0, work, sys-net, ...) and exit with its code
+  restart VM         Restart a VM's network stack as a reboot would (tables flushed, rules restored)
+  scenario NAME      Run a user story on a fresh lab of its own; exit 0 only if every step held
+                     (manual-forward)
+
+Options:
+  --prefix P               Lab name prefix, 1-8 lower-case letters or digits (default: $LAB_PREFIX or ${DEFAULT_LAB_PREFIX})
+  --with-vpn               Put a proxy qube sys-vpn between work and sys-firewall
+  --router-nat cone|symmetric
+                           Home router NAT: cone keeps one outside port per socket,
+                           symmetric picks a new one per destination (default: cone)
+  -h, --help               Show this help`;
+
+export interface CommandContext {
+  prefix: string;
+  withVpn: boolean;
+  routerNat: RouterNatMode;
+  detach: boolean;
+  /** Words after the command name. */
+  args: string[];
+  log: Logger;
+}
+
+/** Returns the process exit code. */
+export type LabCommand = (context: CommandContext) => Promise<number>;
+
+function printAccessHelp(state: LabState): void {
+  const vmNames = Object.keys(state.vms).join(', ');
+  const flag = state.prefix === DEFAULT_LAB_PREFIX ? '' : ` --prefix ${state.prefix}`;
+  process.stdout.write(`Lab "${state.prefix}" is up.
+State file: ${labStateFile(state.prefix)}
+VMs: ${vmNames}
+
+Act as dom0:      npm run lab --${flag} exec dom0 -- bash
+Act as a qube:    npm run lab --${flag} exec work -- upnpc -l
+Any VM:           npm run lab --${flag} exec VM -- CMD ...
+Remove the lab:   npm run lab --${flag} down
+`);
+}
+
+async function upCommand(context: CommandContext): Promise<number> {
+  assertRoot();
+  let tornDown = false;
+  const teardownOnce = async () => {
+    if (tornDown) return;
+    tornDown = true;
+    await teardownLab(context.prefix);
+  };
+
+  // A signal during the build or the wait tears the lab down before exiting.
+  let signalled: NodeJS.Signals | null = null;
+  let wake: (() => void) | null = null;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signalled = signal;
+    wake?.();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    const state = await buildLab({
+      prefix: context.prefix,
+      withVpn: context.withVpn,
+      routerNat: context.routerNat,
+      logger: context.log,
+    });
+    const withComponents = await startLabComponents(state, context.log);
+    await writeLabState(withComponents);
+    printAccessHelp(withComponents);
+
+    if (context.detach && signalled === null) {
+      tornDown = true;
+      return 0;
+    }
+    if (signalled === null) {
+      process.stdout.write('Press Ctrl-C to tear the lab down.\n');
+      // Signal handlers alone do not keep Node's event loop alive, so a timer does.
+      const keepAlive = setInterval(() => {}, 60_000);
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      clearInterval(keepAlive);
+    }
+    context.log.info({ signal: signalled, prefix: context.prefix }, 'tearing the lab down');
+    return 0;
+  } finally {
+    await teardownOnce();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+async function downCommand(context: CommandContext): Promise<number> {
+  assertRoot();
+  await teardownLab(context.prefix);
+  process.stdout.write(`Lab "${context.prefix}" is down.\n`);
+  return 0;
+}
+
+async function statusCommand(context: CommandContext): Promise<number> {
+  if (!existsSync(labStateFile(context.prefix))) {
+    process.stdout.write(`No lab with prefix "${context.prefix}" is running.\n`);
+    return 1;
+  }
+  const state = readLabState(context.prefix);
+  const lines = [
+    `Lab "${state.prefix}" (router NAT ${state.options.routerNat}${state.options.withVpn ? ', with sys-vpn' : ''})`,
+    `State file: ${labStateFile(state.prefix)}`,
+    '',
+    'VM            kind      namespace              address        netvm',
+    ...Object.values(state.vms).map(
+      (vm) =>
+        `${vm.name.padEnd(13)} ${vm.kind.padEnd(9)} ${vm.namespace.padEnd(22)} ${(vm.address ?? '-').padEnd(14)} ${vm.netvm ?? '-'}`,
+    ),
+    '',
+    'Processes:',
+    ...state.processes.map(
+      (entry) => `  ${entry.vm}/${entry.name} pid ${entry.pid} log ${entry.logFile}`,
+    ),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}
+
+async function execCommand(context: CommandContext): Promise<number> {
+  const [vmName, ...rest] = context.args;
+  const command = rest[0] === '--' ? rest.slice(1) : rest;
+  if (vmName === undefined || command.length === 0) {
+    throw new UsageError('exec needs a VM and a command: npm run lab -- exec work -- upnpc -l');
+  }
+  assertRoot();
+  const state = readLabState(context.prefix);
+  const vm = state.vms[vmName];
+  if (vm === undefined) {
+    throw new UsageError(
+      `unknown lab VM "${vmName}"; known VMs: ${Object.keys(state.vms).join(', ')}`,
+    );
+  }
+
+  const child = spawn('ip', ['netns', 'exec', vm.namespace, ...command], {
+    stdio: 'inherit',
+    env: { ...process.env, ...labVmEnvironment(state, vmName) },
+  });
+  // The child shares the terminal, so it gets Ctrl-C itself; we only wait for it.
+  const ignore = () => {};
+  process.on('SIGINT', ignore);
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (code, signal) =>
+        resolve(code ?? (signal ? 128 + signalNumber(signal) : 1)),
+      );
+    });
+  } finally {
+    process.off('SIGINT', ignore);
+  }
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  const numbers: Partial<Record<NodeJS.Signals, number>> = {
+    SIGHUP: 1,
+    SIGINT: 2,
+    SIGKILL: 9,
+    SIGTERM: 15,
+  };
+  return numbers[signal] ?? 0;
+}
+
+/**
+ * Commands by name; each gets the parsed options and the words after its
+ * name in `context.args`.
+ */
+export const LAB_COMMANDS: Record<string, LabCommand> = {
+  up: upCommand,
+  down: downCommand,
+  status: statusCommand,
+  exec: execCommand,
+  scenario: (context) => runScenario(context.args[0], context.prefix, context.log),
+  restart: (context) => restartVm(context.args[0], context.prefix, context.log),
+};
+
+class UsageError extends Error {}
+
+function parseCommandLine(
+  argv: string[],
+): { command: string; context: Omit<CommandContext, 'log'> } | 'help' {
+  // Everything after `--` belongs to `exec`'s command, so it is kept out of parseArgs.
+  const separator = argv.indexOf('--');
+  const own = separator === -1 ? argv : argv.slice(0, separator);
+  const passthrough = separator === -1 ? [] : argv.slice(separator);
+
+  const { values, positionals } = parseArgs({
+    args: own,
+    allowPositionals: true,
+    options: {
+      prefix: { type: 'string' },
+      'with-vpn': { type: 'boolean', default: false },
+      'router-nat': { type: 'string', default: 'cone' },
+      detach: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) return 'help';
+
+  const prefix = values.prefix ?? process.env.LAB_PREFIX ?? DEFAULT_LAB_PREFIX;
+  if (!LAB_PREFIX_PATTERN.test(prefix)) {
+    throw new UsageError(
+      `invalid --prefix "${prefix}": use 1 to 8 lower-case letters and digits, starting with a letter`,
+    );
+  }
+  const routerNat = values['router-nat'];
+  if (routerNat !== 'cone' && routerNat !== 'symmetric') {
+    throw new UsageError(`invalid --router-nat "${routerNat}": use cone or symmetric`);
+  }
+
+  const [command = 'up', ...args] = positionals;
+  if (LAB_COMMANDS[command] === undefined) {
+    throw new UsageError(
+      `unknown command "${command}"; commands: ${Object.keys(LAB_COMMANDS).join(', ')}`,
+    );
+  }
+  return {
+    command,
+    context: {
+      prefix,
+      withVpn: values['with-vpn'],
+      routerNat,
+      detach: values.detach,
+      args: [...args, ...passthrough],
+    },
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseCommandLine>;
+  try {
+    parsed = parseCommandLine(argv);
+  } catch (error) {
+    process.stderr.write(`lab: ${(error as Error).message}\n\n${USAGE}\n`);
+    return 2;
+  }
+  if (parsed === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+
+  const log = createLogger('lab');
+  const handler = LAB_COMMANDS[parsed.command] as LabCommand;
+  try {
+    return await handler({ ...parsed.context, log });
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`lab: ${error.message}\n\n${USAGE}\n`);
+      return 2;
+    }
+    process.stderr.write(`lab ${parsed.command} failed: ${(error as Error).message}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,107 @@
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../rpc/logger.js';
+import { startDaemon, waitUntil } from './lab-daemons.js';
+import { labVmEnvironment } from './lab-env.js';
+import { runInNamespace } from './lab-exec.js';
+import { type LabState, labStateFile, labStateSchema } from './lab-state.js';
+import { distRoot } from './services/lab-service-table.js';
+
+/**
+ * Starts the product's own components in a lab whose network is built, in
+ * the order a booting Qubes system starts them: the policy files and qubesd
+ * in dom0, the qrexec daemon, each VM's boot-time restore of its forward
+ * rules, then the dom0 forward service.
+ *
+ * Returns the state with the started processes added; the caller writes it.
+ */
+export async function startLabComponents(state: LabState, log: Logger): Promise<LabState> {
+  const context = { prefix: state.prefix, runDir: state.runDir };
+  const node = process.execPath;
+  const stateFile = labStateFile(state.prefix);
+  const processes = [...state.processes];
+
+  await installPolicy(state.dom0.policyDir);
+  await writeFile(stateFile, `${JSON.stringify({ ...state, processes }, null, 2)}\n`);
+
+  const qubesd = await startDaemon(context, {
+    name: 'qubesd',
+    vm: 'dom0',
+    command: [
+      node,
+      join(distRoot(), 'lab', 'dom0', 'lab-qubesd-main.js'),
+      '--state-file',
+      stateFile,
+    ],
+    env: { ...process.env, ...labVmEnvironment(state, 'dom0') },
+  });
+  const qrexec = await startDaemon(context, {
+    name: 'qrexec',
+    vm: 'dom0',
+    command: [
+      node,
+      join(distRoot(), 'lab', 'services', 'qrexec-router-main.js'),
+      '--state-file',
+      stateFile,
+    ],
+    env: { ...process.env, ...labVmEnvironment(state, 'dom0') },
+  });
+  processes.push(qubesd, qrexec);
+  await waitUntil('the lab qubesd socket', async () => existsSync(state.dom0.qubesdSocket), {
+    timeoutMs: 10_000,
+    process: qubesd,
+  });
+  await waitUntil(
+    'the lab qrexec sockets',
+    async () => existsSync(join(state.dom0.qrexecSocketDir, 'dom0.sock')),
+    { timeoutMs: 10_000, process: qrexec },
+  );
+
+  for (const vm of Object.values(state.vms)) {
+    if (vm.kind === 'netvm' || vm.kind === 'qube' || vm.kind === 'broker') {
+      await restoreAgentState(state, vm.name);
+    }
+  }
+
+  processes.push(
+    await startDaemon(context, {
+      name: 'qubes-nat-broker-dom0',
+      vm: 'dom0',
+      command: [node, join(distRoot(), 'policy', 'dom0-daemon-main.js')],
+      env: { ...process.env, ...labVmEnvironment(state, 'dom0') },
+    }),
+  );
+
+  log.info({ processes: processes.length }, 'lab components started');
+  return labStateSchema.parse({ ...state, processes });
+}
+
+/**
+ * Runs the boot-time restore of a VM's forward rules, as the systemd unit
+ * does on Qubes after the stock firewall tables are loaded.
+ */
+export async function restoreAgentState(state: LabState, vmName: string): Promise<void> {
+  const vm = state.vms[vmName];
+  if (vm === undefined) {
+    throw new Error(`unknown lab VM "${vmName}"`);
+  }
+  await runInNamespace(
+    vm.namespace,
+    [process.execPath, join(distRoot(), 'agent-hooks', 'restore.js')],
+    {
+      env: { ...process.env, ...labVmEnvironment(state, vmName) },
+    },
+  );
+}
+
+/** Copies the shipped qrexec policy files into the lab dom0's policy folder. */
+async function installPolicy(policyDir: string): Promise<void> {
+  await mkdir(policyDir, { recursive: true });
+  const shipped = join(distRoot(), '..', 'packaging', 'policy');
+  for (const file of await readdir(shipped)) {
+    if (file.endsWith('.policy')) {
+      await copyFile(join(shipped, file), join(policyDir, file));
+    }
+  }
+}

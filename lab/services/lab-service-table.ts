@@ -1,0 +1,24 @@
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LabServiceEntry } from '../../rpc/qrexec/lab-qrexec-router.js';
+
+/**
+ * Returns the compiled output folder. This file runs as
+ * `dist/lab/services/lab-service-table.js`, or from source under vitest;
+ * programs started in lab namespaces always run the compiled code.
+ */
+export function distRoot(): string {
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  return root.endsWith('/dist') ? root : join(root, 'dist');
+}
+
+/**
+ * The lab's `/etc/qubes-rpc/`: the qrexec services the package installs in
+ * every VM, by name, with the command each runs.
+ */
+export function labServiceTable(): Record<string, LabServiceEntry> {
+  const node = process.execPath;
+  return {
+    'qubes.NatBrokerApply': { argv: [node, join(distRoot(), 'agent-hooks', 'apply-service.js')] },
+  };
+}

@@ -1,0 +1,3 @@
+import { main } from './qvm-forward.js';
+
+await main();
