@@ -11,7 +11,7 @@ import { isExpired } from './forwards/forward-rule.js';
  * store, `qvm-forward` listings and conntrack in step.
  */
 
-/** Longest wait between two expiry checks. */
+/** Maximum wait between two expiry checks. */
 const MAX_EXPIRY_CHECK_INTERVAL_MS = 60_000;
 /** Wait before subscribing again after qubesd closed the event stream. */
 const RESUBSCRIBE_DELAY_MS = 1_000;

@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages=(
-  nftables iproute2 conntrack socat netcat-openbsd procps
+  nftables iproute2 conntrack socat netcat-openbsd procps openssl curl
   miniupnpd miniupnpd-nftables miniupnpc natpmpc coturn stun-client
   chromium
 )

@@ -13,7 +13,7 @@ export function distRoot(): string {
 }
 
 /**
- * The lab's `/etc/qubes-rpc/`: the qrexec services the package installs in
+ * Returns the lab's `/etc/qubes-rpc/`: the qrexec services the package installs in
  * every VM, by name, with the command each runs.
  */
 export function labServiceTable(): Record<string, LabServiceEntry> {

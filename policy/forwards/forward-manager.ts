@@ -283,7 +283,7 @@ function findByFields(forwards: ForwardRule[], fields: ForwardRuleFields): Forwa
   );
 }
 
-/** Every VM that may hold forward rules: chains of live forwards and all netvms. */
+/** Returns every VM that may hold forward rules: the chains of live forwards and all netvms. */
 function allForwardingVms(forwards: ForwardRule[], inventory: InventorySnapshot): string[] {
   const vms = new Set<string>();
   for (const forward of forwards) {

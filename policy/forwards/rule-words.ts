@@ -13,7 +13,7 @@ import { ANY_SOURCE_CIDR, type ForwardRuleFields } from './forward-rule.js';
 export const RULE_KEYS = ['proto', 'port', 'to-port', 'src', 'expire', 'comment'] as const;
 export type RuleKey = (typeof RULE_KEYS)[number];
 
-/** Longest relative expiry accepted: about 68 years, the signed 32-bit range nft timeouts use. */
+/** Maximum relative expiry: about 68 years, the signed 32-bit range of nft timeouts in seconds. */
 export const MAX_RELATIVE_EXPIRE_SECONDS = 2 ** 31 - 1;
 export const MAX_COMMENT_LENGTH = 512;
 
