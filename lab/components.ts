@@ -1,6 +1,9 @@
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { NAT_BROKER_FEATURE } from '../policy/nat-traversal/nat-settings.js';
+import { AdminApi } from '../rpc/admin-api/admin-api.js';
+import { QubesdClient } from '../rpc/admin-api/qubesd-client.js';
 import type { Logger } from '../rpc/logger.js';
 import { startDaemon, waitUntil } from './lab-daemons.js';
 import { labVmEnvironment } from './lab-env.js';
@@ -12,11 +15,21 @@ import { distRoot } from './services/lab-service-table.js';
  * Starts the product's own components in a lab whose network is built, in
  * the order a booting Qubes system starts them: the policy files and qubesd
  * in dom0, the qrexec daemon, each VM's boot-time restore of its forward
- * rules, then the dom0 forward service.
+ * rules, sys-net's report of the home router, the broker in sys-nat, then
+ * the dom0 forward service.
  *
  * Returns the state with the started processes added; the caller writes it.
  */
-export async function startLabComponents(state: LabState, log: Logger): Promise<LabState> {
+export interface LabComponentOptions {
+  /** Answers every dom0 prompt this way; without it prompts go to the prompt socket. */
+  answer?: 'allow' | 'deny';
+}
+
+export async function startLabComponents(
+  state: LabState,
+  log: Logger,
+  options: LabComponentOptions = {},
+): Promise<LabState> {
   const context = { prefix: state.prefix, runDir: state.runDir };
   const node = process.execPath;
   const stateFile = labStateFile(state.prefix);
@@ -44,6 +57,7 @@ export async function startLabComponents(state: LabState, log: Logger): Promise<
       join(distRoot(), 'lab', 'services', 'qrexec-router-main.js'),
       '--state-file',
       stateFile,
+      ...(options.answer === undefined ? [] : ['--answer', options.answer]),
     ],
     env: { ...process.env, ...labVmEnvironment(state, 'dom0') },
   });
@@ -63,6 +77,32 @@ export async function startLabComponents(state: LabState, log: Logger): Promise<
       await restoreAgentState(state, vm.name);
     }
   }
+
+  // The broker VM is marked by a feature, as the dom0 user does on Qubes.
+  const adminApi = new AdminApi(
+    new QubesdClient({ logger: log }, { socketPath: state.dom0.qubesdSocket }),
+  );
+  await adminApi.setFeature('sys-nat', NAT_BROKER_FEATURE, '1');
+
+  // sys-net reports the home router before the broker starts, as its
+  // network-up hook would on Qubes.
+  await runInNamespace(
+    namespaceOf(state, 'sys-net'),
+    [node, join(distRoot(), 'agent-hooks', 'router-report-main.js'), '--broker', 'sys-nat'],
+    { env: { ...process.env, ...labVmEnvironment(state, 'sys-net') } },
+  );
+
+  const broker = await startDaemon(context, {
+    name: 'broker',
+    vm: 'sys-nat',
+    command: [node, join(distRoot(), 'broker', 'broker-main.js')],
+    env: { ...process.env, ...labVmEnvironment(state, 'sys-nat') },
+  });
+  processes.push(broker);
+  await waitUntil('the broker', async () => logMentions(broker.logFile, 'broker started'), {
+    timeoutMs: 15_000,
+    process: broker,
+  });
 
   processes.push(
     await startDaemon(context, {
@@ -93,6 +133,18 @@ export async function restoreAgentState(state: LabState, vmName: string): Promis
       env: { ...process.env, ...labVmEnvironment(state, vmName) },
     },
   );
+}
+
+function namespaceOf(state: LabState, vm: string): string {
+  const namespace = state.vms[vm]?.namespace;
+  if (namespace === undefined) {
+    throw new Error(`the lab has no VM "${vm}"`);
+  }
+  return namespace;
+}
+
+async function logMentions(file: string, text: string): Promise<boolean> {
+  return (await readFile(file, 'utf8').catch(() => '')).includes(text);
 }
 
 /** Copies the shipped qrexec policy files into the lab dom0's policy folder. */

@@ -10,7 +10,9 @@ import { type CommandResult, loadNftScript, runInNamespace } from './lab-exec.js
 import { nftScriptFor } from './lab-network.js';
 import { type LabState, labStateFile, readLabState } from './lab-state.js';
 import { planLabVms } from './lab-topology.js';
+import { labPromptSocket } from './services/lab-paths.js';
 import { distRoot } from './services/lab-service-table.js';
+import { answerPrompts, type PromptMessage } from './services/prompt-socket.js';
 
 /**
  * A running lab with every component, as scenarios and tests use it: run
@@ -30,6 +32,8 @@ export interface LabSessionOptions {
   prefix: string;
   withVpn?: boolean;
   routerNat?: 'cone' | 'symmetric';
+  /** Answers every dom0 prompt; without it prompts go to `answerPrompts` (none connected: deny). */
+  answer?: 'allow' | 'deny';
   logger: Logger;
 }
 
@@ -76,7 +80,11 @@ export class LabSession {
     });
 
     try {
-      const state = await startLabComponents(built, options.logger);
+      const state = await startLabComponents(
+        built,
+        options.logger,
+        options.answer === undefined ? {} : { answer: options.answer },
+      );
       await writeFile(labStateFile(state.prefix), `${JSON.stringify(state, null, 2)}\n`);
       const session = new LabSession(state, options.logger, true);
       openSessions.add(session);
@@ -117,6 +125,16 @@ export class LabSession {
       allowFailure: true,
       ...options,
     });
+  }
+
+  /**
+   * Answers the lab's dom0 prompts with `decide` (a scripted dom0 user, in
+   * place of the person at the Qubes dialog). Returns a function that stops.
+   */
+  answerPrompts(
+    decide: (prompt: PromptMessage) => boolean | Promise<boolean>,
+  ): Promise<() => void> {
+    return answerPrompts(labPromptSocket(this.state), decide);
   }
 
   qvmForward(...args: string[]): Promise<CommandResult> {
@@ -203,6 +221,15 @@ export class LabSession {
    * restore runs, and qubesd announces `domain-start` so dom0 pushes too.
    */
   async restartVm(vm: string): Promise<void> {
+    const kind = this.state.vms[vm]?.kind;
+    if (kind !== 'netvm' && kind !== 'qube' && kind !== 'broker') {
+      const restartable = Object.values(this.state.vms)
+        .filter((candidate) => ['netvm', 'qube', 'broker'].includes(candidate.kind))
+        .map((candidate) => candidate.name);
+      throw new Error(
+        `cannot restart "${vm}": only Qubes netvms and qubes restart (${restartable.join(', ')})`,
+      );
+    }
     const namespace = this.namespace(vm);
     await runInNamespace(namespace, ['nft', 'flush', 'ruleset']);
     await runInNamespace(namespace, ['conntrack', '-F'], { allowFailure: true });

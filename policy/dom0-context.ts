@@ -7,6 +7,9 @@ import { LabQrexecTransport } from '../rpc/qrexec/lab-qrexec-transport.js';
 import type { QrexecTransport } from '../rpc/qrexec-transport.js';
 import { ForwardManager } from './forwards/forward-manager.js';
 import { ForwardStore } from './forwards/forward-store.js';
+import { DecisionService } from './nat-traversal/decision-service.js';
+import { LeaseManager } from './nat-traversal/lease-manager.js';
+import { readNatTraversalTopology } from './nat-traversal/nat-topology.js';
 import { QubeInventory } from './network/qube-inventory.js';
 import { RulePusher } from './network/rule-pusher.js';
 
@@ -32,6 +35,8 @@ export interface Dom0Context {
   inventory: QubeInventory;
   transport: QrexecTransport;
   manager: ForwardManager;
+  leases: LeaseManager;
+  decisions: DecisionService;
   logger: Logger;
   stateDir: string;
   nowUnixMs: () => number;
@@ -56,6 +61,25 @@ export function createDom0Context(
 
   const store = new ForwardStore({ filePath: join(stateDir, 'forwards.json'), logger });
   const pusher = new RulePusher({ transport, logger });
-  const manager = new ForwardManager({ store, inventory, pusher, logger, nowUnixMs });
-  return { adminApi, inventory, transport, manager, logger, stateDir, nowUnixMs };
+  const manager = new ForwardManager({
+    store,
+    inventory,
+    pusher,
+    logger,
+    nowUnixMs,
+    readTopology: (snapshot) => readNatTraversalTopology(adminApi, snapshot),
+  });
+  const leases = new LeaseManager(manager, logger);
+  const decisions = new DecisionService({ adminApi, inventory, leases, logger });
+  return {
+    adminApi,
+    inventory,
+    transport,
+    manager,
+    leases,
+    decisions,
+    logger,
+    stateDir,
+    nowUnixMs,
+  };
 }

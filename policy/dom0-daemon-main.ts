@@ -6,6 +6,7 @@ const context = createDom0Context(process.env);
 const daemon = new Dom0Daemon({
   adminApi: context.adminApi,
   manager: context.manager,
+  leases: context.leases,
   logger: context.logger,
 });
 

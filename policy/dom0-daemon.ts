@@ -2,6 +2,8 @@ import type { AdminApi } from '../rpc/admin-api/admin-api.js';
 import type { Logger } from '../rpc/logger.js';
 import type { ForwardManager } from './forwards/forward-manager.js';
 import { isExpired } from './forwards/forward-rule.js';
+import type { LeaseManager } from './nat-traversal/lease-manager.js';
+import { readNatTraversalSettings } from './nat-traversal/nat-settings.js';
 
 /**
  * The long-running dom0 service: puts forward rules back when a VM starts
@@ -27,6 +29,7 @@ const NETWORK_CHANGE_EVENTS = new Set([
 export interface Dom0DaemonOptions {
   adminApi: AdminApi;
   manager: ForwardManager;
+  leases?: LeaseManager;
   logger: Logger;
   nowUnixMs?: () => number;
 }
@@ -83,7 +86,41 @@ export class Dom0Daemon {
     }
     if (NETWORK_CHANGE_EVENTS.has(event)) {
       await this.reloadAll(`${event} on ${subject}`);
+      return;
     }
+    if (isNatTraversalFeatureEvent(event)) {
+      await this.onNatTraversalChange(subject, event);
+    }
+  }
+
+  /**
+   * Recomputes the redirects of every hop after a NAT traversal feature
+   * changed, and releases the qube's leases when NAT traversal is now off.
+   */
+  private async onNatTraversalChange(subject: string, event: string): Promise<void> {
+    const settings = await readNatTraversalSettings(this.options.adminApi, subject).catch(
+      () => null,
+    );
+    const leaseManager = this.options.leases;
+    if (settings !== null && !settings.enabled && leaseManager !== undefined) {
+      const leases = (await leaseManager.listLeases()).filter((lease) => lease.qube === subject);
+      for (const lease of leases) {
+        await this.guard(`release lease ${lease.id}`, () =>
+          leaseManager.release(
+            subject,
+            lease.protocol,
+            lease.natTraversal?.internalPort ?? lease.targetPorts.first,
+          ),
+        );
+      }
+      if (leases.length > 0) {
+        this.options.logger.info(
+          { qube: subject, leases: leases.length },
+          'NAT traversal disabled; leases released',
+        );
+      }
+    }
+    await this.reloadAll(`${event} on ${subject}`);
   }
 
   private async reloadAll(reason: string): Promise<void> {
@@ -141,6 +178,10 @@ export class Dom0Daemon {
       this.options.logger.error({ err: error }, `${what} failed`);
     }
   }
+}
+
+function isNatTraversalFeatureEvent(event: string): boolean {
+  return /^domain-feature-(set|delete):(nat-traversal|nat-broker)/.test(event);
 }
 
 function sleep(delayMs: number, signal: AbortSignal): Promise<void> {

@@ -3,6 +3,7 @@ import {
   ipv4AddressSchema,
   ipv4CidrSchema,
   portRangeSchema,
+  portSchema,
   qubeNameSchema,
   transportProtocolSchema,
   unixSecondsSchema,
@@ -62,6 +63,22 @@ export const inputAcceptEntrySchema = z.strictObject({
 });
 export type InputAcceptEntry = z.infer<typeof inputAcceptEntrySchema>;
 
+/**
+ * In a netvm: the NAT traversal requests of one qube with NAT traversal
+ * enabled go to the broker VM. NAT-PMP/PCP (UDP 5351) and IGD HTTP
+ * (`igdHttpPort`) addressed to the qube's gateway, unicast SSDP (UDP 1900) to
+ * the gateway, and UDP to `stunPorts` on any address are DNATed to the
+ * broker; SSDP multicast (239.255.255.250:1900) is rewritten statelessly.
+ */
+export const natTraversalRedirectSchema = z.strictObject({
+  clientAddress: ipv4AddressSchema,
+  gatewayAddress: ipv4AddressSchema,
+  brokerAddress: ipv4AddressSchema,
+  igdHttpPort: portSchema,
+  stunPorts: z.array(portSchema).max(8),
+});
+export type NatTraversalRedirect = z.infer<typeof natTraversalRedirectSchema>;
+
 export const agentStateSchema = z.strictObject({
   version: z.literal(AGENT_STATE_VERSION),
   vm: qubeNameSchema,
@@ -69,9 +86,26 @@ export const agentStateSchema = z.strictObject({
   issuedAtUnixMs: z.number().int().min(0),
   dnat: z.array(dnatEntrySchema).max(MAX_AGENT_ENTRIES),
   inputAccept: z.array(inputAcceptEntrySchema).max(MAX_AGENT_ENTRIES),
+  /** Netvm only: qubes whose NAT traversal requests go to the broker. */
+  natTraversalRedirects: z.array(natTraversalRedirectSchema).max(MAX_AGENT_ENTRIES).default([]),
+  /**
+   * Qube with NAT traversal only: addresses whose unicast SSDP replies
+   * (UDP from source port 1900) the qube accepts; the broker answers an SSDP
+   * multicast search from its own address, which conntrack cannot tie to the
+   * search.
+   */
+  ssdpReplySources: z.array(ipv4AddressSchema).max(16).default([]),
 });
 export type AgentState = z.infer<typeof agentStateSchema>;
 
 export function emptyAgentState(vm: string, issuedAtUnixMs: number): AgentState {
-  return { version: AGENT_STATE_VERSION, vm, issuedAtUnixMs, dnat: [], inputAccept: [] };
+  return {
+    version: AGENT_STATE_VERSION,
+    vm,
+    issuedAtUnixMs,
+    dnat: [],
+    inputAccept: [],
+    natTraversalRedirects: [],
+    ssdpReplySources: [],
+  };
 }

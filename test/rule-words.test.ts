@@ -71,7 +71,8 @@ describe('parseRuleWords', () => {
   it.each([
     [['proto=tcp', 'port=70000'], 'port', 'ports are 1-65535'],
     [['proto=tcp', 'port=0'], 'port', 'ports are 1-65535'],
-    [['proto=tcp', 'port=abc'], 'port', 'ports are 1-65535'],
+    [['proto=tcp', 'port=abc'], 'port', 'not a port number'],
+    [['proto=tcp', 'port=1', 'to-port=0'], 'to-port', 'use to-port=N'],
     [['proto=tcp', 'port=90-80'], 'port', 'use port=80-90'],
     [['proto=icmp', 'port=80'], 'proto', 'proto=tcp or proto=udp'],
     [['port=80'], 'proto', 'missing'],

@@ -15,6 +15,7 @@ import {
 import { writeLabState } from '../lab-state-file.js';
 import type { RouterNatMode } from '../router-config.js';
 import { restartVm, runScenario } from './scenario-commands.js';
+import { promptInTerminal } from './terminal-prompter.js';
 
 /**
  * `npm run lab -- [COMMAND] [OPTIONS]`: builds, inspects and removes the
@@ -36,6 +37,8 @@ Commands:
 Options:
   --prefix P               Lab name prefix, 1-8 lower-case letters or digits (default: $LAB_PREFIX or ${DEFAULT_LAB_PREFIX})
   --with-vpn               Put a proxy qube sys-vpn between work and sys-firewall
+  --answer allow|deny      Answer every dom0 policy prompt this way (default: ask in the
+                           terminal of \`up\`; a detached lab without it denies)
   --router-nat cone|symmetric
                            Home router NAT: cone keeps one outside port per socket,
                            symmetric picks a new one per destination (default: cone)
@@ -46,6 +49,8 @@ export interface CommandContext {
   withVpn: boolean;
   routerNat: RouterNatMode;
   detach: boolean;
+  /** Answer to every dom0 prompt; undefined asks in this terminal (or denies when detached). */
+  answer: 'allow' | 'deny' | undefined;
   /** Words after the command name. */
   args: string[];
   log: Logger;
@@ -54,7 +59,7 @@ export interface CommandContext {
 /** Returns the process exit code. */
 export type LabCommand = (context: CommandContext) => Promise<number>;
 
-function printAccessHelp(state: LabState): void {
+function printAccessHelp(state: LabState, detached: boolean): void {
   const vmNames = Object.keys(state.vms).join(', ');
   const flag = state.prefix === DEFAULT_LAB_PREFIX ? '' : ` --prefix ${state.prefix}`;
   process.stdout.write(`Lab "${state.prefix}" is up.
@@ -64,7 +69,8 @@ VMs: ${vmNames}
 Act as dom0:      npm run lab --${flag} exec dom0 -- bash
 Act as a qube:    npm run lab --${flag} exec work -- upnpc -l
 Any VM:           npm run lab --${flag} exec VM -- CMD ...
-Remove the lab:   npm run lab --${flag} down
+${detached ? `Remove the lab:   npm run lab --${flag} down` : 'Remove the lab:   Ctrl-C here'}
+Faster calls:     node dist/lab/cli/lab-cli.js${flag} exec VM -- CMD (skips set-up and build)
 `);
 }
 
@@ -74,7 +80,11 @@ async function upCommand(context: CommandContext): Promise<number> {
   const teardownOnce = async () => {
     if (tornDown) return;
     tornDown = true;
+    const startedAtMs = performance.now();
     await teardownLab(context.prefix);
+    process.stdout.write(
+      `Lab "${context.prefix}" is down (${Math.round(performance.now() - startedAtMs)} ms).\n`,
+    );
   };
 
   // A signal during the build or the wait tears the lab down before exiting.
@@ -88,15 +98,24 @@ async function upCommand(context: CommandContext): Promise<number> {
   process.on('SIGTERM', onSignal);
 
   try {
+    const startedAtMs = performance.now();
+    process.stdout.write(`Building lab "${context.prefix}"...\n`);
     const state = await buildLab({
       prefix: context.prefix,
       withVpn: context.withVpn,
       routerNat: context.routerNat,
       logger: context.log,
     });
-    const withComponents = await startLabComponents(state, context.log);
+    const withComponents = await startLabComponents(
+      state,
+      context.log,
+      context.answer === undefined ? {} : { answer: context.answer },
+    );
     await writeLabState(withComponents);
-    printAccessHelp(withComponents);
+    process.stdout.write(
+      `Lab "${context.prefix}" built and every component started in ${Math.round(performance.now() - startedAtMs)} ms.\n`,
+    );
+    printAccessHelp(withComponents, context.detach);
 
     if (context.detach && signalled === null) {
       tornDown = true;
@@ -104,6 +123,9 @@ async function upCommand(context: CommandContext): Promise<number> {
     }
     if (signalled === null) {
       process.stdout.write('Press Ctrl-C to tear the lab down.\n');
+      if (context.answer === undefined) {
+        await promptInTerminal(withComponents);
+      }
       // Signal handlers alone do not keep Node's event loop alive, so a timer does.
       const keepAlive = setInterval(() => {}, 60_000);
       await new Promise<void>((resolve) => {
@@ -111,7 +133,7 @@ async function upCommand(context: CommandContext): Promise<number> {
       });
       clearInterval(keepAlive);
     }
-    context.log.info({ signal: signalled, prefix: context.prefix }, 'tearing the lab down');
+    process.stdout.write(`Tearing lab "${context.prefix}" down...\n`);
     return 0;
   } finally {
     await teardownOnce();
@@ -227,6 +249,7 @@ function parseCommandLine(
       'with-vpn': { type: 'boolean', default: false },
       'router-nat': { type: 'string', default: 'cone' },
       detach: { type: 'boolean', default: false },
+      answer: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -243,6 +266,11 @@ function parseCommandLine(
     throw new UsageError(`invalid --router-nat "${routerNat}": use cone or symmetric`);
   }
 
+  const answer = values.answer;
+  if (answer !== undefined && answer !== 'allow' && answer !== 'deny') {
+    throw new UsageError(`invalid --answer "${answer}": use allow or deny`);
+  }
+
   const [command = 'up', ...args] = positionals;
   if (LAB_COMMANDS[command] === undefined) {
     throw new UsageError(
@@ -256,6 +284,7 @@ function parseCommandLine(
       withVpn: values['with-vpn'],
       routerNat,
       detach: values.detach,
+      answer,
       args: [...args, ...passthrough],
     },
   };
@@ -274,7 +303,9 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
-  const log = createLogger('lab');
+  // Progress goes to the terminal as plain lines; pino lines only for
+  // warnings and errors unless QNB_LOG_LEVEL asks for more.
+  const log = createLogger('lab', { level: process.env.QNB_LOG_LEVEL ?? 'warn' });
   const handler = LAB_COMMANDS[parsed.command] as LabCommand;
   try {
     return await handler({ ...parsed.context, log });

@@ -1,6 +1,7 @@
 import type { Logger } from '../../rpc/logger.js';
 import { LabSession } from '../lab-session.js';
 import { runManualForwardScenario } from '../scenarios/manual-forward.js';
+import { runNatTraversalScenario } from '../scenarios/nat-traversal.js';
 
 /**
  * `scenario NAME` runs a user story on a fresh lab of its own and exits 0
@@ -17,6 +18,11 @@ export const SCENARIOS: Record<string, { run: Scenario; description: string }> =
   'manual-forward': {
     run: runManualForwardScenario,
     description: 'dom0 forwards TCP 8443 to the HTTPS server on 443 in work; lanpeer reaches it',
+  },
+  'nat-traversal': {
+    run: runNatTraversalScenario,
+    description:
+      'upnpc, natpmpc, nat-port-mapper and PCP in work get mappings after a dom0 prompt; the internet reaches work',
   },
 };
 

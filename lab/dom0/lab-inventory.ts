@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { VmPowerState } from '../../rpc/admin-api/admin-api-parsers.js';
 import type { LabState, LabVmKind } from '../lab-state.js';
+import { planLabVms } from '../lab-topology.js';
 
 /**
  * The Qubes VMs of a lab, as the lab's qubesd stand-in presents them: every
@@ -18,6 +19,8 @@ export interface LabQubesVm {
   providesNetwork: boolean;
   /** The `ip` property; null for dom0 and for VMs without an address. */
   ip: string | null;
+  /** For a netvm: the gateway address its clients use (the lab's downstream vif address). */
+  downstreamGateway: string | null;
   netvm: string | null;
   /** True while `netvm` has not been set explicitly. */
   netvmIsDefault: boolean;
@@ -49,13 +52,17 @@ export function buildLabInventory(state: LabState): Map<string, LabQubesVm> {
     .map((vm) => vm.name);
   const defaultNetvm = names.includes(LAB_DEFAULT_NETVM) ? LAB_DEFAULT_NETVM : null;
 
+  const plans = planLabVms(state.options.withVpn);
+
   vms.set('dom0', makeDom0());
   for (const vm of Object.values(state.vms)) {
     if (!QUBES_KINDS.has(vm.kind) || vm.kind === 'dom0') {
       continue;
     }
     const providesNetwork = vm.kind === 'netvm';
+    const plan = plans.find((candidate) => candidate.name === vm.name);
     vms.set(vm.name, {
+      downstreamGateway: plan?.providesNetwork?.gateway ?? null,
       name: vm.name,
       kind: vm.kind,
       klass: 'AppVM',
@@ -78,6 +85,7 @@ function makeDom0(): LabQubesVm {
     klass: 'AdminVM',
     providesNetwork: false,
     ip: null,
+    downstreamGateway: null,
     netvm: null,
     netvmIsDefault: false,
     label: 'black',
@@ -130,8 +138,10 @@ export function serializeProperty(
 
   const format = (isDefault: boolean, type: string, value: string | null): string =>
     `default=${isDefault ? 'True' : 'False'} type=${type} ${value ?? ''}`;
+  // In Qubes a netvm's clients use its own IP as gateway; the lab gives each
+  // netvm a separate downstream address (as the lab topology documents).
   const gatewayOf = (candidate: LabQubesVm | undefined): string | null =>
-    candidate?.providesNetwork === true ? candidate.ip : null;
+    candidate?.providesNetwork === true ? candidate.downstreamGateway : null;
 
   switch (name) {
     case 'name':

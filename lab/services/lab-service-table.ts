@@ -18,7 +18,18 @@ export function distRoot(): string {
  */
 export function labServiceTable(): Record<string, LabServiceEntry> {
   const node = process.execPath;
+  const decisions = {
+    argv: [node, join(distRoot(), 'policy', 'nat-traversal', 'decision-service-main.js')],
+  };
   return {
     'qubes.NatBrokerApply': { argv: [node, join(distRoot(), 'agent-hooks', 'apply-service.js')] },
+    'qubes.NatBrokerRouterInfo': {
+      argv: [node, join(distRoot(), 'broker', 'router-info-service.js')],
+    },
+    'qubes.NatTraversal': decisions,
+    'qubes.NatTraversalRenew': decisions,
+    'qubes.NatTraversalRelease': decisions,
+    'qubes.NatTraversalClients': decisions,
+    'qubes.NatTraversalLeases': decisions,
   };
 }

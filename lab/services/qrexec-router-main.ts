@@ -4,7 +4,9 @@ import { createLogger } from '../../rpc/logger.js';
 import { LabQrexecRouter, type LabVmEntry } from '../../rpc/qrexec/lab-qrexec-router.js';
 import { labVmEnvironment } from '../lab-env.js';
 import { labStateSchema } from '../lab-state.js';
+import { labPromptSocket } from './lab-paths.js';
 import { labServiceTable } from './lab-service-table.js';
+import { SocketPrompter } from './prompt-socket.js';
 
 /**
  * The lab's qrexec daemon in dom0: one socket per Qubes VM, policy from the
@@ -13,7 +15,12 @@ import { labServiceTable } from './lab-service-table.js';
  *   node dist/lab/services/qrexec-router-main.js --state-file FILE
  */
 
-const { values } = parseArgs({ options: { 'state-file': { type: 'string' } } });
+const { values } = parseArgs({
+  options: { 'state-file': { type: 'string' }, answer: { type: 'string' } },
+});
+if (values.answer !== undefined && values.answer !== 'allow' && values.answer !== 'deny') {
+  throw new Error(`invalid --answer ${values.answer}: use allow or deny`);
+}
 const stateFile = values['state-file'];
 if (stateFile === undefined) {
   throw new Error('missing --state-file FILE (the lab-state.json of the lab)');
@@ -29,6 +36,13 @@ for (const vm of qubesVms) {
   vms[vm.name] = { namespace: vm.namespace, env: labVmEnvironment(state, vm.name) };
 }
 
+const prompter = new SocketPrompter(
+  labPromptSocket(state),
+  values.answer === undefined ? null : { allowed: values.answer === 'allow' },
+  logger,
+);
+await prompter.start();
+
 const router = new LabQrexecRouter({
   socketDir: state.dom0.qrexecSocketDir,
   policyDir: state.dom0.policyDir,
@@ -40,6 +54,7 @@ const router = new LabQrexecRouter({
     ),
   }),
   logger,
+  prompter,
 });
 
 await router.start();
@@ -48,6 +63,6 @@ process.stdout.write('listening\n');
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {
-    void router.stop().then(() => process.exit(0));
+    void Promise.all([router.stop(), prompter.stop()]).then(() => process.exit(0));
   });
 }

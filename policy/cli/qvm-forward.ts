@@ -114,7 +114,7 @@ async function runAction(
     case 'add': {
       const parsed = parseRuleWords(words, nowUnixSeconds);
       if (!parsed.ok) {
-        io.stderr(`qvm-forward: ${formatRuleProblems(parsed.problems)}\nNothing was changed.`);
+        io.stderr(`${prefixLines(formatRuleProblems(parsed.problems))}\nNothing was changed.`);
         return EXIT_USAGE;
       }
       await context.manager.add(vm, parsed.fields);
@@ -131,7 +131,7 @@ async function runAction(
       }
       const parsed = parseRuleWords(words, nowUnixSeconds);
       if (!parsed.ok) {
-        io.stderr(`qvm-forward: ${formatRuleProblems(parsed.problems)}\nNothing was changed.`);
+        io.stderr(`${prefixLines(formatRuleProblems(parsed.problems))}\nNothing was changed.`);
         return EXIT_USAGE;
       }
       await context.manager.remove(vm, { fields: parsed.fields });
@@ -149,6 +149,13 @@ async function runAction(
     default:
       return usageError(io, `unknown action "${action}"; use list, add, del or reset`);
   }
+}
+
+function prefixLines(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => `qvm-forward: ${line}`)
+    .join('\n');
 }
 
 function usageError(io: CliIo, message: string): number {

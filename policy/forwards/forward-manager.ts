@@ -1,6 +1,11 @@
 import type { AgentState } from '../../rpc/agent-state.js';
 import type { Logger } from '../../rpc/logger.js';
 import { formatPortRange } from '../../rpc/wire-types.js';
+import {
+  EMPTY_TOPOLOGY,
+  type NatTraversalTopology,
+  vmsOfTopology,
+} from '../nat-traversal/nat-topology.js';
 import { planAgentStates, vmsOfForward } from '../network/hop-planner.js';
 import type { InventorySnapshot, QubeInventory } from '../network/qube-inventory.js';
 import { PushError, type RulePusher } from '../network/rule-pusher.js';
@@ -20,6 +25,9 @@ import { type ForwardStore, type ForwardStoreData, newForwardId } from './forwar
  * previous state back and the store stays as it was.
  */
 
+/** Marks a change whose result is the list of VMs that applied it. */
+const APPLIED_VMS: string[] = [];
+
 export class ForwardRequestError extends Error {
   override name = 'ForwardRequestError';
 }
@@ -32,9 +40,11 @@ export interface ForwardManagerOptions {
   pusher: RulePusher;
   logger: Logger;
   nowUnixMs?: () => number;
+  /** Reads which qubes have NAT traversal enabled; their redirects are part of every state. */
+  readTopology?: (inventory: InventorySnapshot) => Promise<NatTraversalTopology>;
 }
 
-interface Change<T> {
+export interface ForwardChange<T> {
   forwards: ForwardRule[];
   /** Forwards added or removed: their chains are the VMs to push to. */
   touched: ForwardRule[];
@@ -47,6 +57,7 @@ export class ForwardManager {
   private readonly pusher: RulePusher;
   private readonly logger: Logger;
   private readonly nowUnixMs: () => number;
+  private readonly readTopology: (inventory: InventorySnapshot) => Promise<NatTraversalTopology>;
 
   constructor(options: ForwardManagerOptions) {
     this.store = options.store;
@@ -54,6 +65,7 @@ export class ForwardManager {
     this.pusher = options.pusher;
     this.logger = options.logger;
     this.nowUnixMs = options.nowUnixMs ?? Date.now;
+    this.readTopology = options.readTopology ?? (async () => EMPTY_TOPOLOGY);
   }
 
   /** Returns the forwards that have not expired, of one qube or of all, in store order. */
@@ -112,7 +124,7 @@ export class ForwardManager {
       if (removed === undefined) {
         throw new ForwardRequestError(
           'index' in selector
-            ? `${qube} has no forward number ${selector.index} (it has ${own.length}); ` +
+            ? `${qube} has no forward number ${selector.index} (${own.length === 0 ? 'it has none' : `numbers are 0-${own.length - 1}`}); ` +
                 `list them with: qvm-forward ${qube}`
             : `no forward of ${qube} matches that rule; list them with: qvm-forward ${qube}`,
         );
@@ -150,17 +162,23 @@ export class ForwardManager {
     return this.change((live, inventory) => ({
       forwards: live,
       touched: [],
-      result: [] as string[],
+      result: APPLIED_VMS,
       extraVms: vm === undefined ? allForwardingVms(live, inventory) : [vm],
+      everyVm: vm === undefined,
     }));
   }
 
-  private async change<T>(
+  /**
+   * Applies a change to the forwards under the store lock: `mutate` returns
+   * the new list and the forwards it touched, whose chains get the new state.
+   * Exposed for the NAT traversal leases, which are forwards too.
+   */
+  async change<T>(
     mutate: (
       live: ForwardRule[],
       inventory: InventorySnapshot,
       nowUnixSeconds: number,
-    ) => Change<T> & { extraVms?: string[] },
+    ) => ForwardChange<T> & { extraVms?: string[]; everyVm?: boolean },
   ): Promise<T> {
     let failure: PushError | null = null;
 
@@ -168,10 +186,16 @@ export class ForwardManager {
       const nowUnixMs = this.nowUnixMs();
       const nowUnixSeconds = Math.floor(nowUnixMs / 1000);
       const inventory = await this.inventory.snapshot();
+      const topology = await this.readTopology(inventory);
       const live = data.forwards.filter((forward) => !isExpired(forward, nowUnixSeconds));
       const change = mutate(live, inventory, nowUnixSeconds);
 
       const vms = new Set(change.extraVms ?? []);
+      if (change.everyVm === true) {
+        for (const vm of vmsOfTopology(topology)) {
+          vms.add(vm);
+        }
+      }
       for (const forward of change.touched) {
         for (const vm of vmsOfForward(forward, inventory)) {
           vms.add(vm);
@@ -183,6 +207,7 @@ export class ForwardManager {
       const next = this.statesFor(
         change.forwards,
         inventory,
+        topology,
         runningVms,
         nowUnixSeconds,
         issuedAtUnixMs,
@@ -197,7 +222,8 @@ export class ForwardManager {
           lastIssuedAtUnixMs: issuedAtUnixMs,
           forwards: change.forwards,
         };
-        return { data: stored, result: change.result };
+        const result = change.result === APPLIED_VMS ? (outcome.applied as T) : change.result;
+        return { data: stored, result };
       }
 
       // Put back the previous state where the new one was applied.
@@ -205,6 +231,7 @@ export class ForwardManager {
       const previous = this.statesFor(
         live,
         inventory,
+        topology,
         outcome.applied,
         nowUnixSeconds,
         rollbackIssuedAtUnixMs,
@@ -229,11 +256,17 @@ export class ForwardManager {
   private statesFor(
     forwards: ForwardRule[],
     inventory: InventorySnapshot,
+    natTraversal: NatTraversalTopology,
     vms: string[],
     nowUnixSeconds: number,
     issuedAtUnixMs: number,
   ): AgentState[] {
-    const planned = planAgentStates(forwards, inventory, { nowUnixSeconds, issuedAtUnixMs, vms });
+    const planned = planAgentStates(forwards, inventory, {
+      nowUnixSeconds,
+      issuedAtUnixMs,
+      vms,
+      natTraversal,
+    });
     return vms.flatMap((vm) => planned.get(vm) ?? []);
   }
 }
@@ -254,7 +287,9 @@ function checkForwardTarget(qube: string, inventory: InventorySnapshot): void {
   }
   if (info.netvm === null) {
     throw new ForwardRequestError(
-      `${qube} has no netvm, so nothing can reach it; set one with: qvm-prefs ${qube} netvm sys-firewall`,
+      info.providesNetwork
+        ? `${qube} is the uplink netvm (it has no netvm); forward to a qube behind it instead`
+        : `${qube} has no netvm, so nothing can reach it; set one with: qvm-prefs ${qube} netvm sys-firewall`,
     );
   }
 }

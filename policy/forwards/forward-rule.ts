@@ -1,13 +1,24 @@
 import { z } from 'zod';
+import { mappingViaSchema, upstreamMappingSchema } from '../../rpc/nat-traversal-messages.js';
 import {
   ipv4CidrSchema,
   type PortRange,
   portRangeSchema,
+  portSchema,
   qubeNameSchema,
   type TransportProtocol,
   transportProtocolSchema,
   unixSecondsSchema,
 } from '../../rpc/wire-types.js';
+
+export const natTraversalLeaseSchema = z.strictObject({
+  via: mappingViaSchema,
+  /** The port the application inside the qube asked to map. */
+  internalPort: portSchema,
+  /** The mapping on the home router, once the broker reported one. */
+  upstream: upstreamMappingSchema.nullable(),
+});
+export type NatTraversalLease = z.infer<typeof natTraversalLeaseSchema>;
 
 /**
  * A forward rule as dom0 stores it: inbound `protocol`/`ports` on the uplink
@@ -27,6 +38,8 @@ export const forwardRuleSchema = z.strictObject({
   expiresAtUnixSeconds: unixSecondsSchema.nullable(),
   comment: z.string().max(512).nullable(),
   createdAtUnixSeconds: unixSecondsSchema,
+  /** Set when the forward is a NAT traversal lease that the broker requested for the qube. */
+  natTraversal: natTraversalLeaseSchema.nullable().optional(),
 });
 export type ForwardRule = z.infer<typeof forwardRuleSchema>;
 

@@ -30,6 +30,9 @@ export type RuleWordsResult =
 export function formatRuleProblems(problems: readonly RuleProblem[]): string {
   return problems
     .map((problem) => {
+      if (problem.key !== null && problem.value === '' && problem.message.startsWith('missing')) {
+        return `${problem.key}= is ${problem.message}`;
+      }
       const shown = problem.key === null ? problem.value : `${problem.key}=${problem.value}`;
       return `invalid ${JSON.stringify(shown)}: ${problem.message}`;
     })
@@ -156,15 +159,16 @@ function parsePortRange(
     return null;
   }
 
+  const usage = key === 'port' ? `use ${key}=N or ${key}=FIRST-LAST` : `use ${key}=N`;
   const match = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(value);
-  const first = match === null ? Number.NaN : Number(match[1]);
-  const last = match?.[2] === undefined ? first : Number(match[2]);
+  if (match === null) {
+    problems.push({ key, value, message: `not a port number; ${usage} with ports 1-65535` });
+    return null;
+  }
+  const first = Number(match[1]);
+  const last = match[2] === undefined ? first : Number(match[2]);
   if (!isPort(first) || !isPort(last)) {
-    problems.push({
-      key,
-      value,
-      message: `ports are 1-65535; use ${key}=N or ${key}=FIRST-LAST`,
-    });
+    problems.push({ key, value, message: `ports are 1-65535; ${usage}` });
     return null;
   }
   if (first > last) {

@@ -1,10 +1,15 @@
 import {
-  AGENT_STATE_VERSION,
   type AgentState,
   type DnatEntry,
+  emptyAgentState,
   type InputAcceptEntry,
 } from '../../rpc/agent-state.js';
 import { type ForwardRule, isExpired } from '../forwards/forward-rule.js';
+import {
+  addNatTraversalEntries,
+  EMPTY_TOPOLOGY,
+  type NatTraversalTopology,
+} from '../nat-traversal/nat-topology.js';
 import { InventoryError, type InventorySnapshot } from './qube-inventory.js';
 
 /**
@@ -23,19 +28,18 @@ import { InventoryError, type InventorySnapshot } from './qube-inventory.js';
 export function planAgentStates(
   forwards: readonly ForwardRule[],
   inventory: InventorySnapshot,
-  options: { nowUnixSeconds: number; issuedAtUnixMs: number; vms: Iterable<string> },
+  options: {
+    nowUnixSeconds: number;
+    issuedAtUnixMs: number;
+    vms: Iterable<string>;
+    natTraversal?: NatTraversalTopology;
+  },
 ): Map<string, AgentState> {
   const states = new Map<string, AgentState>();
   const stateOf = (vm: string): AgentState => {
     let state = states.get(vm);
     if (state === undefined) {
-      state = {
-        version: AGENT_STATE_VERSION,
-        vm,
-        issuedAtUnixMs: options.issuedAtUnixMs,
-        dnat: [],
-        inputAccept: [],
-      };
+      state = emptyAgentState(vm, options.issuedAtUnixMs);
       states.set(vm, state);
     }
     return state;
@@ -44,6 +48,8 @@ export function planAgentStates(
   for (const vm of options.vms) {
     stateOf(vm);
   }
+
+  addNatTraversalEntries(stateOf, options.natTraversal ?? EMPTY_TOPOLOGY);
 
   for (const forward of forwards) {
     if (isExpired(forward, options.nowUnixSeconds)) {

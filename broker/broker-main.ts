@@ -1,0 +1,104 @@
+import { watch } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { createLogger } from '../rpc/logger.js';
+import { QrexecClientVmTransport } from '../rpc/qrexec/qrexec-client-vm-transport.js';
+import { BrokerMappingService } from './core/broker-mapping-service.js';
+import { ClientDirectory } from './core/client-directory.js';
+import { Dom0Client } from './core/dom0-client.js';
+import { ROUTER_INFO_FILE, readRouterInfo } from './core/router-info-file.js';
+import { buildIgdDeviceTrees } from './igd/device-tree.js';
+import { IgdServer } from './igd/igd-server.js';
+import { PortControlServer } from './port-control/port-control-server.js';
+import { SsdpServer } from './ssdp/ssdp-server.js';
+import { UpstreamMapper } from './upstream/upstream-mapper.js';
+import type { RouterInfo } from './upstream/upstream-types.js';
+
+/**
+ * The NAT traversal broker in sys-nat: UPnP IGD (SSDP + HTTP), NAT-PMP and
+ * PCP servers for qubes, backed by dom0's decisions and the home router.
+ *
+ *   QNB_STATE_DIR   state folder (router report), default /var/lib/qubes-nat-broker
+ *   QNB_VM_NAME     this VM's name, used as the seed of the IGD device UUIDs
+ */
+
+const logger = createLogger('broker');
+const stateDir = process.env.QNB_STATE_DIR ?? '/var/lib/qubes-nat-broker';
+await mkdir(stateDir, { recursive: true });
+
+const dom0 = new Dom0Client(
+  new QrexecClientVmTransport({}),
+  logger.child({ component: 'dom0-client' }),
+);
+const clients = new ClientDirectory(dom0, logger.child({ component: 'clients' }));
+
+let routerInfo: RouterInfo | null = null;
+let upstream: UpstreamMapper | null = null;
+
+/** Starts a mapper for a new router report; the old one keeps its mappings until they expire. */
+async function useRouterInfo(info: RouterInfo | null): Promise<void> {
+  if (info === null || JSON.stringify(info) === JSON.stringify(routerInfo)) {
+    return;
+  }
+  routerInfo = info;
+  const previous = upstream;
+  const mapper = new UpstreamMapper({ logger, router: info });
+  await mapper.start();
+  upstream = mapper;
+  logger.info({ router: info, upstream: mapper.status() }, 'home router in use');
+  await previous?.stop({ keepMappings: false });
+}
+
+const mappingService = new BrokerMappingService({
+  dom0,
+  clients,
+  upstream: () => upstream,
+  uplinkAddress: () => routerInfo?.lanAddress ?? null,
+  logger: logger.child({ component: 'mappings' }),
+});
+
+const deviceTrees = buildIgdDeviceTrees(process.env.QNB_VM_NAME ?? 'sys-nat');
+const portControl = new PortControlServer({
+  mappingService,
+  logger: logger.child({ component: 'port-control' }),
+});
+const igd = new IgdServer({
+  mappingService,
+  logger: logger.child({ component: 'igd' }),
+  deviceTrees,
+});
+const ssdp = new SsdpServer({
+  mappingService,
+  logger: logger.child({ component: 'ssdp' }),
+  deviceTrees,
+  locationHostFor: (clientAddress) => clients.lookup(clientAddress)?.gatewayAddress ?? null,
+  httpPort: 2189,
+});
+
+await useRouterInfo(await readRouterInfo(stateDir));
+const watcher = watch(stateDir, (_event, file) => {
+  if (file === ROUTER_INFO_FILE) {
+    void readRouterInfo(stateDir).then(useRouterInfo);
+  }
+});
+
+await clients.start();
+mappingService.start();
+await portControl.start();
+await igd.start();
+await ssdp.start();
+logger.info({ clients: clients.all().length, router: routerInfo }, 'broker started');
+process.stdout.write('listening\n');
+
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    logger.info({ signal }, 'broker stopping; releasing mappings');
+    void (async () => {
+      watcher.close();
+      await Promise.allSettled([portControl.stop(), igd.stop(), ssdp.stop()]);
+      await mappingService.stop();
+      await upstream?.stop();
+      clients.stop();
+      process.exit(0);
+    })();
+  });
+}
