@@ -13,7 +13,8 @@ import {
 /**
  * The qrexec service `qubes.NatBrokerApply`. dom0 writes the VM's complete
  * AgentState as JSON on standard input. The service applies it and prints one
- * JSON line: `{"result":"applied","dnat":2,"inputAccept":0,"removedConntrackEntries":1}`
+ * JSON line such as
+ * `{"result":"applied","dnat":2,"inputAccept":0,"natTraversalRedirects":1,"ssdpReplySources":0,"removedConntrackEntries":1}`
  * with exit code 0, or `{"result":"error","code":"stale-state","message":"…"}`
  * with the exit code from AGENT_EXIT_CODES.
  */

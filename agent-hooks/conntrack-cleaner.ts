@@ -1,10 +1,17 @@
 import type { AgentState, DnatEntry, InputAcceptEntry } from '../rpc/agent-state.js';
 import type { Logger } from '../rpc/logger.js';
 import type { CommandRunner } from './nft-runner.js';
-import { FORWARD_CT_MARK_HEX } from './render-ruleset.js';
+import {
+  conntrackFiltersOf,
+  describeRedirectFlow,
+  findRemovedRedirectFlows,
+  type RedirectFlow,
+} from './redirect-flows.js';
+import { FORWARD_CT_MARK_HEX } from './stock-chain-rules.js';
 
 /**
- * Deletes the conntrack entries of forwards that a new state removed. Without
+ * Deletes the conntrack entries of forwards and NAT traversal redirects that a
+ * new state removed. Without
  * this, an established flow (above all a UDP one, which never ends by itself
  * while packets keep coming) keeps passing through the old DNAT and accept,
  * because both the stock `established` rule and our mark rule admit it.
@@ -13,6 +20,8 @@ import { FORWARD_CT_MARK_HEX } from './render-ruleset.js';
 export interface RemovedEntries {
   dnat: DnatEntry[];
   inputAccept: InputAcceptEntry[];
+  /** Flows of NAT traversal redirects and SSDP reply sources that the new state dropped. */
+  redirectFlows: RedirectFlow[];
 }
 
 /** Compares two entries by forwardId and match/target, ignoring the expiry (a renewal removes nothing). */
@@ -25,13 +34,14 @@ function sameEntry<T extends DnatEntry | InputAcceptEntry>(a: T, b: T): boolean 
 /** Lists entries of `previous` that `next` no longer has, by forwardId and content. */
 export function findRemovedEntries(previous: AgentState | null, next: AgentState): RemovedEntries {
   if (previous === null) {
-    return { dnat: [], inputAccept: [] };
+    return { dnat: [], inputAccept: [], redirectFlows: [] };
   }
   return {
     dnat: previous.dnat.filter((old) => !next.dnat.some((entry) => sameEntry(old, entry))),
     inputAccept: previous.inputAccept.filter(
       (old) => !next.inputAccept.some((entry) => sameEntry(old, entry)),
     ),
+    redirectFlows: findRemovedRedirectFlows(previous, next),
   };
 }
 
@@ -62,6 +72,12 @@ export class ConntrackCleaner {
     for (const entry of removed.inputAccept) {
       deleted += await this.deleteEntryFlows(entry, entry.forwardId, []);
     }
+    for (const flow of removed.redirectFlows) {
+      deleted += await this.deleteMatching(
+        { flow: describeRedirectFlow(flow) },
+        conntrackFiltersOf(flow),
+      );
+    }
     return deleted;
   }
 
@@ -88,7 +104,7 @@ export class ConntrackCleaner {
       if (isDnat) {
         portFilters.push('--reply-port-src', String(entry.targetPorts.first));
       }
-      return this.deleteMatching(forwardId, [...filters, ...portFilters]);
+      return this.deleteMatching({ forwardId }, [...filters, ...portFilters]);
     }
 
     // conntrack has no port range filter: list the candidates once, then
@@ -101,7 +117,7 @@ export class ConntrackCleaner {
       if (isDnat) {
         portFilters.push('--reply-port-src', String(port));
       }
-      deleted += await this.deleteMatching(forwardId, [...filters, ...portFilters]);
+      deleted += await this.deleteMatching({ forwardId }, [...filters, ...portFilters]);
     }
     return deleted;
   }
@@ -131,21 +147,25 @@ export class ConntrackCleaner {
     return [...ports].sort((a, b) => a - b);
   }
 
-  private async deleteMatching(forwardId: string, filters: string[]): Promise<number> {
+  /** Runs `conntrack -D`; `removed` names the forward or flow in the logs. */
+  private async deleteMatching(
+    removed: { forwardId: string } | { flow: string },
+    filters: string[],
+  ): Promise<number> {
     const result = await this.runner.run(['-D', ...filters]);
     const count = parseDeletedCount(result.stderr);
     if (count === null || (result.exitCode !== 0 && count !== 0)) {
       this.logger.error(
-        { forwardId, exitCode: result.exitCode, stderr: result.stderr.trim() },
-        'conntrack -D failed; flows of the removed forward stay until they time out',
+        { ...removed, exitCode: result.exitCode, stderr: result.stderr.trim() },
+        'conntrack -D failed; flows of the removed entry stay until they time out',
       );
       return 0;
     }
 
     if (count > 0) {
       this.logger.info(
-        { forwardId, deleted: count },
-        'deleted conntrack entries of removed forward',
+        { ...removed, deleted: count },
+        'deleted conntrack entries of removed entry',
       );
     }
     return count;

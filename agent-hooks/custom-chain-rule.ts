@@ -4,15 +4,17 @@ import { AgentError, AgentErrorCode } from './agent-errors.js';
 import {
   CUSTOM_CHAIN_NAMES,
   CUSTOM_CHAIN_RULE_COMMENT,
+  CUSTOM_CHAIN_RULES,
   type CustomChainEdit,
   type CustomChainName,
-  FORWARD_CT_MARK,
-} from './render-ruleset.js';
+  type CustomChainRuleKind,
+} from './stock-chain-rules.js';
 
 /**
  * Reads the stock `ip qubes` table (`nft -j list table ip qubes`) and plans
- * the edits that leave exactly one of our accept rules in each `custom-*`
- * chain. Rules without our comment are never touched.
+ * the edits that leave exactly one copy of each rule we need in each
+ * `custom-*` chain, and none of the rules we no longer need. Rules without
+ * our comment are never touched.
  */
 
 const chainItemSchema = z.object({
@@ -30,22 +32,13 @@ const ruleItemSchema = z.object({
 });
 const nftListingSchema = z.object({ nftables: z.array(z.unknown()) });
 
-/** The `expr` list nft 1.0.6 prints for `ct mark and 0x00100000 == 0x00100000 accept`. */
-const EXPECTED_ACCEPT_EXPRESSION = [
-  {
-    match: {
-      op: '==',
-      left: { '&': [{ ct: { key: 'mark' } }, FORWARD_CT_MARK] },
-      right: FORWARD_CT_MARK,
-    },
-  },
-  { accept: null },
-];
-
 export interface OurRule {
   handle: number;
-  /** False when the rule has our comment but another expression (an older version of it). */
-  current: boolean;
+  /**
+   * The rule of our catalogue whose expression this rule has, or null when it
+   * has our comment but another expression (an older version of a rule).
+   */
+  kind: CustomChainRuleKind | null;
 }
 
 export interface StockTableListing {
@@ -55,6 +48,15 @@ export interface StockTableListing {
 
 function isCustomChainName(name: string): name is CustomChainName {
   return (CUSTOM_CHAIN_NAMES as readonly string[]).includes(name);
+}
+
+function ruleKindOf(expression: unknown[] | undefined): CustomChainRuleKind | null {
+  for (const spec of Object.values(CUSTOM_CHAIN_RULES)) {
+    if (isDeepStrictEqual(expression, spec.expression)) {
+      return spec.kind;
+    }
+  }
+  return null;
 }
 
 /** Parses the JSON listing of the `ip qubes` table; returns null for text that is not such a listing. */
@@ -92,23 +94,34 @@ export function parseStockTableListing(jsonText: string): StockTableListing | nu
     }
 
     const rules = ourRules.get(chainName) ?? [];
-    rules.push({ handle, current: isDeepStrictEqual(expr, EXPECTED_ACCEPT_EXPRESSION) });
+    rules.push({ handle, kind: ruleKindOf(expr) });
     ourRules.set(chainName, rules);
   }
   return { chains, ourRules };
 }
 
 export interface CustomChainNeeds {
-  /** The state has DNAT entries, so `custom-forward` must exist. */
+  /** The state has DNAT entries or NAT traversal redirects, so `custom-forward` must exist. */
   forward: boolean;
-  /** The state has input accept entries, so `custom-input` must exist. */
+  /** The state has input accept entries or SSDP reply sources, so `custom-input` must exist. */
   input: boolean;
+  /** The state has NAT traversal redirects, so `custom-forward` gets the SSDP untracked accept. */
+  ssdpUntracked: boolean;
+}
+
+/** The rules each chain should hold: the mark accept always, the SSDP accept only when needed. */
+function requiredRules(chain: CustomChainName, needs: CustomChainNeeds): CustomChainRuleKind[] {
+  if (chain === 'custom-forward' && needs.ssdpUntracked) {
+    return ['mark-accept', 'ssdp-untracked-accept'];
+  }
+  return ['mark-accept'];
 }
 
 /**
- * Plans the edits for each `custom-*` chain that exists: add our rule when it
- * is missing, delete copies beyond the first and outdated versions. A chain
- * the state needs but the table lacks is an error.
+ * Plans the edits for each `custom-*` chain that exists: add each required rule
+ * when it is missing, delete copies beyond the first, outdated versions and
+ * rules no longer required. A chain the state needs but the table lacks is an
+ * error.
  */
 export function planCustomChainEdits(
   listing: StockTableListing,
@@ -117,7 +130,7 @@ export function planCustomChainEdits(
   const edits: CustomChainEdit[] = [];
 
   for (const chain of CUSTOM_CHAIN_NAMES) {
-    const needed = chain === 'custom-forward' ? needs.forward : needs.input;
+    const needed = chain === 'custom-forward' ? needs.forward || needs.ssdpUntracked : needs.input;
     if (!listing.chains.has(chain)) {
       if (needed) {
         throw new AgentError(
@@ -128,15 +141,19 @@ export function planCustomChainEdits(
       continue;
     }
 
-    const rules = listing.ourRules.get(chain) ?? [];
-    const kept = rules.find((rule) => rule.current);
-    for (const rule of rules) {
-      if (rule !== kept) {
+    const required = requiredRules(chain, needs);
+    const kept = new Set<CustomChainRuleKind>();
+    for (const rule of listing.ourRules.get(chain) ?? []) {
+      if (rule.kind !== null && required.includes(rule.kind) && !kept.has(rule.kind)) {
+        kept.add(rule.kind);
+      } else {
         edits.push({ kind: 'delete-rule', chain, handle: rule.handle });
       }
     }
-    if (kept === undefined) {
-      edits.push({ kind: 'add-accept-rule', chain });
+    for (const rule of required) {
+      if (!kept.has(rule)) {
+        edits.push({ kind: 'add-rule', chain, rule });
+      }
     }
   }
   return edits;

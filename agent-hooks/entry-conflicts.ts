@@ -71,11 +71,35 @@ function findOverlaps(listName: string, entries: readonly MatchEntry[]): Violati
   return violations;
 }
 
+/**
+ * Finds redirects for a client address that an earlier redirect already has.
+ * Each client maps to one broker, and nft rejects a map with two values for
+ * one key.
+ */
+function findDuplicateClients(state: AgentState): Violation[] {
+  const firstIndex = new Map<string, number>();
+  const violations: Violation[] = [];
+  state.natTraversalRedirects.forEach((redirect, index) => {
+    const earlier = firstIndex.get(redirect.clientAddress);
+    if (earlier === undefined) {
+      firstIndex.set(redirect.clientAddress, index);
+      return;
+    }
+    violations.push({
+      path: `natTraversalRedirects[${index}].clientAddress`,
+      value: redirect.clientAddress,
+      message: `client ${redirect.clientAddress} already has natTraversalRedirects[${earlier}]; send one redirect per client address`,
+    });
+  });
+  return violations;
+}
+
 /** Throws an `overlapping-entries` AgentError listing every overlapping pair. */
 export function assertNoOverlappingEntries(state: AgentState): void {
   const violations = [
     ...findOverlaps('dnat', state.dnat),
     ...findOverlaps('inputAccept', state.inputAccept),
+    ...findDuplicateClients(state),
   ];
   if (violations.length > 0) {
     throw new AgentError(

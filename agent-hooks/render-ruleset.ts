@@ -1,32 +1,29 @@
 import type { AgentState, DnatEntry, InputAcceptEntry } from '../rpc/agent-state.js';
 import { formatPortRange } from '../rpc/wire-types.js';
+import { renderRedirects } from './render-redirects.js';
+import {
+  type CustomChainEdit,
+  FORWARD_CT_MARK_HEX,
+  renderCustomChainEdit,
+} from './stock-chain-rules.js';
 
 /**
  * Pure rendering of an agent's complete desired state into one `nft -f`
- * script. The script replaces the whole `ip qubes-nat-broker` table and adds
- * the static accept rule to the stock `custom-*` chains where a caller asks
- * for it, so applying it is one atomic transaction.
+ * script. The script replaces the whole `ip qubes-nat-broker` table and makes
+ * the edits a caller planned for our static rules in the stock `custom-*`
+ * chains, so applying it is one atomic transaction.
  */
 
 export const NAT_BROKER_TABLE = 'qubes-nat-broker';
 
-/**
- * Conntrack mark bit that our chains set on connections they admit. The stock
- * `ip qubes` table drops new inbound connections after jumping to
- * `custom-forward` / `custom-input`, and a rule there can only use sets of its
- * own table, so the accept rule in those chains matches this bit instead of
- * our sets. Our chains set it with `or` and the accept tests it with `and`, so
- * other users of the conntrack mark keep their bits. Bit 20 sits away from
- * the low bits that scripts and VPN clients usually fill with a whole value.
- */
-export const FORWARD_CT_MARK = 0x00100000;
-export const FORWARD_CT_MARK_HEX = '0x00100000';
-
-/** Comment that identifies our rule in the stock `custom-*` chains. */
-export const CUSTOM_CHAIN_RULE_COMMENT = 'qubes-nat-broker';
-
-export const CUSTOM_CHAIN_NAMES = ['custom-forward', 'custom-input'] as const;
-export type CustomChainName = (typeof CUSTOM_CHAIN_NAMES)[number];
+export {
+  CUSTOM_CHAIN_NAMES,
+  CUSTOM_CHAIN_RULE_COMMENT,
+  type CustomChainEdit,
+  type CustomChainName,
+  FORWARD_CT_MARK,
+  FORWARD_CT_MARK_HEX,
+} from './stock-chain-rules.js';
 
 /**
  * Largest element timeout we write. Linux 6.x rejects timeouts around 10^6
@@ -42,17 +39,16 @@ export const MAP_FORWARD_DNAT_PORT = 'forward-dnat-port';
 export const MAP_FORWARD_DNAT_RANGE = 'forward-dnat-range';
 export const SET_INPUT_ACCEPT = 'input-accept';
 
-/** One change to a stock `custom-*` chain, made in the same transaction as the table. */
-export type CustomChainEdit =
-  | { kind: 'add-accept-rule'; chain: CustomChainName }
-  | { kind: 'delete-rule'; chain: CustomChainName; handle: number };
-
 export interface RenderedRuleset {
   script: string;
   /** DNAT entries written to the maps (expired ones are left out). */
   dnatCount: number;
   /** Input accept entries written to the set (expired ones are left out). */
   inputAcceptCount: number;
+  /** Qubes whose NAT traversal requests are redirected to the broker. */
+  natTraversalRedirectCount: number;
+  /** Distinct addresses whose SSDP replies are accepted. */
+  ssdpReplySourceCount: number;
   /** Entries left out because their expiry had passed at render time. */
   expiredCount: number;
 }
@@ -60,11 +56,6 @@ export interface RenderedRuleset {
 const KEY_EXPRESSION = 'ip saddr . meta l4proto . th dport';
 const UPSTREAM_TO_LOCAL = 'iifgroup != 2 fib daddr type local meta l4proto { tcp, udp }';
 const MARK_STATEMENT = `ct mark set ct mark or ${FORWARD_CT_MARK_HEX}`;
-
-/** Renders the accept rule that our table cannot add itself: it goes into a stock chain. */
-export function renderCustomChainAcceptRule(chain: CustomChainName): string {
-  return `add rule ip qubes ${chain} ct mark and ${FORWARD_CT_MARK_HEX} == ${FORWARD_CT_MARK_HEX} accept comment "${CUSTOM_CHAIN_RULE_COMMENT}"`;
-}
 
 /**
  * Formats a remaining lifetime as an nft time string such as `1d2h3m4s5ms`.
@@ -162,6 +153,7 @@ export function renderRuleset(
     inputAccept.push(`${elementKey(entry)}${timeout}`);
   }
 
+  const redirects = renderRedirects(state);
   const keyType = 'ipv4_addr . inet_proto . inet_service';
   const table = [
     `table ip ${NAT_BROKER_TABLE} {\n`,
@@ -169,6 +161,7 @@ export function renderRuleset(
     renderSet('map', MAP_FORWARD_DNAT_PORT, `${keyType} : ipv4_addr . inet_service`, dnatPort),
     renderSet('map', MAP_FORWARD_DNAT_RANGE, `${keyType} : ipv4_addr`, dnatRange),
     renderSet('set', SET_INPUT_ACCEPT, keyType, inputAccept),
+    redirects.declarations,
     // DNAT only what arrives from upstream (not from a downstream vif, group 2)
     // and is addressed to this VM. A key without an entry in the port map
     // falls through to the range rule, because a failed map lookup ends the rule.
@@ -176,21 +169,20 @@ export function renderRuleset(
     '\t\ttype nat hook prerouting priority dstnat - 10; policy accept;\n',
     `\t\t${UPSTREAM_TO_LOCAL} ${KEY_EXPRESSION} @${SET_FORWARD_KEYS} ${MARK_STATEMENT} dnat ip to ${KEY_EXPRESSION} map @${MAP_FORWARD_DNAT_PORT}\n`,
     `\t\t${UPSTREAM_TO_LOCAL} ${KEY_EXPRESSION} @${SET_FORWARD_KEYS} ${MARK_STATEMENT} dnat ip to ${KEY_EXPRESSION} map @${MAP_FORWARD_DNAT_RANGE}\n`,
+    ...redirects.preroutingRules.map((rule) => `\t\t${rule}\n`),
     '\t}\n',
     // Marks only: the accept rule in the stock custom-input chain admits the
     // marked connection, because the stock input chain (policy drop) votes too.
     '\tchain input {\n',
     '\t\ttype filter hook input priority filter - 1; policy accept;\n',
     `\t\tmeta l4proto { tcp, udp } ${KEY_EXPRESSION} @${SET_INPUT_ACCEPT} ${MARK_STATEMENT}\n`,
+    ...redirects.inputRules.map((rule) => `\t\t${rule}\n`),
     '\t}\n',
+    redirects.chains,
     '}\n',
   ].join('');
 
-  const edits = customChainEdits.map((edit) =>
-    edit.kind === 'add-accept-rule'
-      ? `${renderCustomChainAcceptRule(edit.chain)}\n`
-      : `delete rule ip qubes ${edit.chain} handle ${edit.handle}\n`,
-  );
+  const edits = customChainEdits.map((edit) => `${renderCustomChainEdit(edit)}\n`);
 
   // `table …` creates the table when it is missing, so the `delete` after it
   // finds a table to delete. The full table follows in the same transaction.
@@ -205,6 +197,8 @@ export function renderRuleset(
     script,
     dnatCount: dnatPort.length + dnatRange.length,
     inputAcceptCount: inputAccept.length,
+    natTraversalRedirectCount: redirects.redirectCount,
+    ssdpReplySourceCount: redirects.ssdpReplySourceCount,
     expiredCount,
   };
 }

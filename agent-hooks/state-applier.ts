@@ -36,11 +36,21 @@ export interface ApplyOutcome {
   dnat: number;
   /** Input accept entries installed (expired ones are not counted). */
   inputAccept: number;
+  /** Qubes whose NAT traversal requests this netvm redirects to the broker. */
+  natTraversalRedirects: number;
+  /** Distinct addresses whose SSDP replies this qube accepts. */
+  ssdpReplySources: number;
   removedConntrackEntries: number;
 }
 
 export type RestoreOutcome =
-  | { result: 'restored'; dnat: number; inputAccept: number }
+  | {
+      result: 'restored';
+      dnat: number;
+      inputAccept: number;
+      natTraversalRedirects: number;
+      ssdpReplySources: number;
+    }
   | { result: 'no-state' };
 
 export class StateApplier {
@@ -71,10 +81,13 @@ export class StateApplier {
           issuedAtUnixMs: state.issuedAtUnixMs,
           dnat: rendered.dnatCount,
           inputAccept: rendered.inputAcceptCount,
+          natTraversalRedirects: rendered.natTraversalRedirectCount,
+          ssdpReplySources: rendered.ssdpReplySourceCount,
           expired: rendered.expiredCount,
           removedForwardIds: [...removed.dnat, ...removed.inputAccept].map(
             (entry) => entry.forwardId,
           ),
+          removedRedirectFlows: removed.redirectFlows.length,
           removedConntrackEntries,
         },
         'state applied',
@@ -83,6 +96,8 @@ export class StateApplier {
         result: 'applied',
         dnat: rendered.dnatCount,
         inputAccept: rendered.inputAcceptCount,
+        natTraversalRedirects: rendered.natTraversalRedirectCount,
+        ssdpReplySources: rendered.ssdpReplySourceCount,
         removedConntrackEntries,
       };
     });
@@ -112,6 +127,8 @@ export class StateApplier {
           issuedAtUnixMs: stored.state.issuedAtUnixMs,
           dnat: rendered.dnatCount,
           inputAccept: rendered.inputAcceptCount,
+          natTraversalRedirects: rendered.natTraversalRedirectCount,
+          ssdpReplySources: rendered.ssdpReplySourceCount,
           expired: rendered.expiredCount,
         },
         'state restored',
@@ -120,6 +137,8 @@ export class StateApplier {
         result: 'restored',
         dnat: rendered.dnatCount,
         inputAccept: rendered.inputAcceptCount,
+        natTraversalRedirects: rendered.natTraversalRedirectCount,
+        ssdpReplySources: rendered.ssdpReplySourceCount,
       };
     });
   }
@@ -169,8 +188,9 @@ export class StateApplier {
 
     const now = this.deps.clock.nowUnixMs();
     const edits = planCustomChainEdits(stockTable, {
-      forward: state.dnat.length > 0,
-      input: state.inputAccept.length > 0,
+      forward: state.dnat.length > 0 || state.natTraversalRedirects.length > 0,
+      input: state.inputAccept.length > 0 || state.ssdpReplySources.length > 0,
+      ssdpUntracked: state.natTraversalRedirects.length > 0,
     });
     const rendered = renderRuleset(state, now, edits);
 

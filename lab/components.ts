@@ -5,10 +5,10 @@ import { NAT_BROKER_FEATURE } from '../policy/nat-traversal/nat-settings.js';
 import { AdminApi } from '../rpc/admin-api/admin-api.js';
 import { QubesdClient } from '../rpc/admin-api/qubesd-client.js';
 import type { Logger } from '../rpc/logger.js';
-import { startDaemon, waitUntil } from './lab-daemons.js';
+import { daemonLogFile, startDaemon, waitUntil } from './lab-daemons.js';
 import { labVmEnvironment } from './lab-env.js';
 import { runInNamespace } from './lab-exec.js';
-import { type LabState, labStateFile, labStateSchema } from './lab-state.js';
+import { type LabProcess, type LabState, labStateFile, labStateSchema } from './lab-state.js';
 import { distRoot } from './services/lab-service-table.js';
 
 /**
@@ -92,17 +92,7 @@ export async function startLabComponents(
     { env: { ...process.env, ...labVmEnvironment(state, 'sys-net') } },
   );
 
-  const broker = await startDaemon(context, {
-    name: 'broker',
-    vm: 'sys-nat',
-    command: [node, join(distRoot(), 'broker', 'broker-main.js')],
-    env: { ...process.env, ...labVmEnvironment(state, 'sys-nat') },
-  });
-  processes.push(broker);
-  await waitUntil('the broker', async () => logMentions(broker.logFile, 'broker started'), {
-    timeoutMs: 15_000,
-    process: broker,
-  });
+  processes.push(await startBroker(state));
 
   processes.push(
     await startDaemon(context, {
@@ -135,6 +125,27 @@ export async function restoreAgentState(state: LabState, vmName: string): Promis
   );
 }
 
+/** Starts the broker in sys-nat and waits until its servers listen. */
+export async function startBroker(state: LabState): Promise<LabProcess> {
+  const logFile = daemonLogFile(state.runDir, 'sys-nat', 'broker');
+  const startsBefore = await countLogLines(logFile, 'broker started');
+  const broker = await startDaemon(
+    { prefix: state.prefix, runDir: state.runDir },
+    {
+      name: 'broker',
+      vm: 'sys-nat',
+      command: [process.execPath, join(distRoot(), 'broker', 'broker-main.js')],
+      env: { ...process.env, ...labVmEnvironment(state, 'sys-nat') },
+    },
+  );
+  await waitUntil(
+    'the broker',
+    async () => (await countLogLines(logFile, 'broker started')) > startsBefore,
+    { timeoutMs: 15_000, process: broker },
+  );
+  return broker;
+}
+
 function namespaceOf(state: LabState, vm: string): string {
   const namespace = state.vms[vm]?.namespace;
   if (namespace === undefined) {
@@ -143,8 +154,9 @@ function namespaceOf(state: LabState, vm: string): string {
   return namespace;
 }
 
-async function logMentions(file: string, text: string): Promise<boolean> {
-  return (await readFile(file, 'utf8').catch(() => '')).includes(text);
+async function countLogLines(file: string, text: string): Promise<number> {
+  const log = await readFile(file, 'utf8').catch(() => '');
+  return log.split('\n').filter((line) => line.includes(text)).length;
 }
 
 /** Copies the shipped qrexec policy files into the lab dom0's policy folder. */

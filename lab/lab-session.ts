@@ -3,8 +3,9 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { QubesdClient } from '../rpc/admin-api/qubesd-client.js';
 import type { Logger } from '../rpc/logger.js';
-import { restoreAgentState, startLabComponents } from './components.js';
+import { restoreAgentState, startBroker, startLabComponents } from './components.js';
 import { buildLab, teardownLab } from './lab-builder.js';
+import { processAlive, waitUntil } from './lab-daemons.js';
 import { labVmEnvironment } from './lab-env.js';
 import { type CommandResult, loadNftScript, runInNamespace } from './lab-exec.js';
 import { nftScriptFor } from './lab-network.js';
@@ -139,6 +140,23 @@ export class LabSession {
 
   qvmForward(...args: string[]): Promise<CommandResult> {
     return this.exec('dom0', ['qvm-forward', ...args]);
+  }
+
+  /**
+   * Restarts the broker in sys-nat (SIGTERM, then a new process), as a
+   * restart of its systemd unit would. Returns once the new one listens.
+   */
+  async restartBroker(): Promise<void> {
+    const index = this.state.processes.findIndex((entry) => entry.name === 'broker');
+    const old = this.state.processes[index];
+    if (old !== undefined) {
+      process.kill(old.pid, 'SIGTERM');
+      await waitUntil('the old broker to exit', async () => !processAlive(old.pid), {
+        timeoutMs: 15_000,
+      });
+    }
+    const started = await startBroker(this.state);
+    this.state.processes.splice(index === -1 ? this.state.processes.length : index, 1, started);
   }
 
   /** Returns the VM's whole nft ruleset. */

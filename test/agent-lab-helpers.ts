@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { renderStockNetvmTables, renderStockQubeTables } from '../lab/stock-qubes-tables.js';
-import type { AgentState } from '../rpc/agent-state.js';
+import { type AgentState, emptyAgentState } from '../rpc/agent-state.js';
 
 /**
  * A three-namespace Qubes stand-in for the agent's packet tests:
@@ -43,11 +43,11 @@ export function inNamespace(namespace: string, command: string[], input?: string
   });
 }
 
-function ip(args: string[]): void {
+export function ip(args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
 }
 
-function killNamespaceProcesses(namespace: string): void {
+export function killNamespaceProcesses(namespace: string): void {
   let pids: string[] = [];
   try {
     pids = execFileSync('ip', ['netns', 'pids', namespace], { encoding: 'utf8', stdio: 'pipe' })
@@ -65,7 +65,7 @@ function killNamespaceProcesses(namespace: string): void {
   }
 }
 
-function deleteNamespace(namespace: string): void {
+export function deleteNamespace(namespace: string): void {
   killNamespaceProcesses(namespace);
   try {
     ip(['netns', 'del', namespace]);
@@ -215,5 +215,5 @@ export function stateFor(
   issuedAtUnixMs: number,
   parts: Partial<AgentState>,
 ): AgentState {
-  return { version: 1, vm, issuedAtUnixMs, dnat: [], inputAccept: [], ...parts };
+  return { ...emptyAgentState(vm, issuedAtUnixMs), ...parts };
 }

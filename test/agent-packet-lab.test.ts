@@ -148,6 +148,8 @@ describe('agent packet lab', () => {
       result: 'applied',
       dnat: 0,
       inputAccept: 2,
+      natTraversalRedirects: 0,
+      ssdpReplySources: 0,
       removedConntrackEntries: 0,
     });
 
@@ -248,6 +250,8 @@ describe('agent packet lab', () => {
       result: 'applied',
       dnat: 2,
       inputAccept: 0,
+      natTraversalRedirects: 0,
+      ssdpReplySources: 0,
       removedConntrackEntries: 0,
     });
   });
@@ -304,7 +308,13 @@ describe('agent packet lab', () => {
     const result = await runRestore(netvmRuntime());
 
     expect(result.exitCode).toBe(0);
-    expect(JSON.parse(result.output)).toEqual({ result: 'restored', dnat: 2, inputAccept: 0 });
+    expect(JSON.parse(result.output)).toEqual({
+      result: 'restored',
+      dnat: 2,
+      inputAccept: 0,
+      natTraversalRedirects: 0,
+      ssdpReplySources: 0,
+    });
     expect(tcpRequest(lab.peer, NETVM_UPLINK_ADDRESS, 8080)).toBe(`tcp ${PEER_ADDRESS}`);
   });
 

@@ -22,6 +22,8 @@ function validState(): AgentState {
       },
     ],
     inputAccept: [],
+    natTraversalRedirects: [],
+    ssdpReplySources: [],
   };
 }
 
@@ -175,6 +177,147 @@ describe('parseAgentPayload', () => {
         }
       }),
       { numRuns: 500 },
+    );
+  });
+});
+
+describe('parseAgentPayload NAT traversal fields', () => {
+  const redirect = {
+    clientAddress: '10.137.0.20',
+    gatewayAddress: '10.137.0.1',
+    brokerAddress: '10.137.0.30',
+    igdHttpPort: 49152,
+    stunPorts: [3478, 19302],
+  };
+
+  function withFields(fields: Record<string, unknown>): string {
+    return JSON.stringify({ ...validState(), ...fields });
+  }
+
+  it('defaults missing fields to empty lists', () => {
+    const { natTraversalRedirects: _r, ssdpReplySources: _s, ...older } = validState();
+
+    const result = parseAgentPayload(JSON.stringify(older));
+    if (!result.ok) throw result.error;
+
+    expect(result.state.natTraversalRedirects).toEqual([]);
+    expect(result.state.ssdpReplySources).toEqual([]);
+  });
+
+  it('accepts redirects and reply sources', () => {
+    const result = parseAgentPayload(
+      withFields({ natTraversalRedirects: [redirect], ssdpReplySources: ['10.137.0.30'] }),
+    );
+    if (!result.ok) throw result.error;
+
+    expect(result.state.natTraversalRedirects).toEqual([redirect]);
+    expect(result.state.ssdpReplySources).toEqual(['10.137.0.30']);
+  });
+
+  it('names each bad redirect field', () => {
+    const bad = {
+      ...redirect,
+      brokerAddress: '10.137.0',
+      igdHttpPort: 0,
+      stunPorts: [70000],
+      extra: 1,
+    };
+
+    const error = errorOf(withFields({ natTraversalRedirects: [bad] }));
+    const paths = error.violations.map((violation) => violation.path);
+
+    expect(error.code).toBe('invalid-payload');
+    expect(paths).toContain('natTraversalRedirects[0].brokerAddress');
+    expect(paths).toContain('natTraversalRedirects[0].igdHttpPort');
+    expect(paths).toContain('natTraversalRedirects[0].stunPorts[0]');
+    expect(error.violations.some((violation) => violation.message.includes('extra'))).toBe(true);
+  });
+
+  it('rejects too many STUN ports and reply sources', () => {
+    const manyPorts = { ...redirect, stunPorts: Array.from({ length: 9 }, (_, i) => 3478 + i) };
+    const manySources = Array.from({ length: 17 }, (_, i) => `10.137.0.${i + 1}`);
+
+    const error = errorOf(
+      withFields({ natTraversalRedirects: [manyPorts], ssdpReplySources: manySources }),
+    );
+    const paths = error.violations.map((violation) => violation.path);
+
+    expect(paths).toContain('natTraversalRedirects[0].stunPorts');
+    expect(paths).toContain('ssdpReplySources');
+  });
+
+  it('rejects a non-address reply source', () => {
+    const error = errorOf(withFields({ ssdpReplySources: ['sys-nat'] }));
+
+    expect(error.violations[0]?.path).toBe('ssdpReplySources[0]');
+    expect(error.violations[0]?.value).toBe('sys-nat');
+  });
+
+  it('rejects two redirects for one client', () => {
+    const second = { ...redirect, brokerAddress: '10.137.0.31' };
+
+    const error = errorOf(withFields({ natTraversalRedirects: [redirect, second] }));
+
+    expect(error.code).toBe('overlapping-entries');
+    expect(error.violations[0]?.path).toBe('natTraversalRedirects[1].clientAddress');
+    expect(error.violations[0]?.message).toContain('natTraversalRedirects[0]');
+  });
+
+  it('never throws on random redirect lists', () => {
+    const field = fc.oneof(
+      fc.ipV4(),
+      fc.integer({ min: -1, max: 70_000 }),
+      fc.string({ maxLength: 20 }),
+      fc.constant(null),
+    );
+    const redirectArbitrary = fc.record({
+      clientAddress: field,
+      gatewayAddress: field,
+      brokerAddress: field,
+      igdHttpPort: field,
+      stunPorts: fc.array(field, { maxLength: 10 }),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(redirectArbitrary, { maxLength: 6 }),
+        fc.array(field, { maxLength: 20 }),
+        (redirects, sources) => {
+          const result = parseAgentPayload(
+            withFields({ natTraversalRedirects: redirects, ssdpReplySources: sources }),
+          );
+          if (!result.ok) {
+            expect(result.error).toBeInstanceOf(AgentError);
+            expect(result.error.violations.length).toBeGreaterThan(0);
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('accepts every well-formed redirect list with distinct clients', () => {
+    const redirectArbitrary = fc.record({
+      clientAddress: fc.ipV4(),
+      gatewayAddress: fc.ipV4(),
+      brokerAddress: fc.ipV4(),
+      igdHttpPort: fc.integer({ min: 1, max: 65_535 }),
+      stunPorts: fc.array(fc.integer({ min: 1, max: 65_535 }), { maxLength: 8 }),
+    });
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(redirectArbitrary, {
+          maxLength: 20,
+          selector: (entry) => entry.clientAddress,
+        }),
+        fc.array(fc.ipV4(), { maxLength: 16 }),
+        (redirects, sources) => {
+          const result = parseAgentPayload(
+            withFields({ natTraversalRedirects: redirects, ssdpReplySources: sources }),
+          );
+          expect(result.ok).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
     );
   });
 });

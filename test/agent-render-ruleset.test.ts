@@ -9,7 +9,7 @@ import {
   MAX_ELEMENT_TIMEOUT_MS,
   renderRuleset,
 } from '../agent-hooks/render-ruleset.js';
-import type { AgentState } from '../rpc/agent-state.js';
+import { type AgentState, emptyAgentState } from '../rpc/agent-state.js';
 
 const NOW_MS = 1_700_000_000_000;
 const NOW_SECONDS = NOW_MS / 1000;
@@ -57,6 +57,8 @@ function netvmState(): AgentState {
         expiresAtUnixSeconds: NOW_SECONDS + 2,
       },
     ],
+    natTraversalRedirects: [],
+    ssdpReplySources: [],
   };
 }
 
@@ -126,10 +128,7 @@ describe('renderRuleset', () => {
   });
 
   it('renders an empty state without elements', () => {
-    const { script, dnatCount } = renderRuleset(
-      { version: 1, vm: 'work', issuedAtUnixMs: 0, dnat: [], inputAccept: [] },
-      NOW_MS,
-    );
+    const { script, dnatCount } = renderRuleset(emptyAgentState('work', 0), NOW_MS);
 
     expect(script).not.toContain('elements');
     expect(dnatCount).toBe(0);
@@ -138,7 +137,7 @@ describe('renderRuleset', () => {
   it('appends custom chain edits after the table', () => {
     const { script } = renderRuleset(netvmState(), NOW_MS, [
       { kind: 'delete-rule', chain: 'custom-input', handle: 7 },
-      { kind: 'add-accept-rule', chain: 'custom-forward' },
+      { kind: 'add-rule', chain: 'custom-forward', rule: 'mark-accept' },
     ]);
     const lines = script.trimEnd().split('\n');
 
@@ -197,11 +196,15 @@ describe('planCustomChainEdits', () => {
   it('adds the rule to both chains when missing', () => {
     const parsed = listingOf(listing([]));
 
-    const edits = planCustomChainEdits(parsed, { forward: true, input: true });
+    const edits = planCustomChainEdits(parsed, {
+      forward: true,
+      input: true,
+      ssdpUntracked: false,
+    });
 
     expect(edits).toEqual([
-      { kind: 'add-accept-rule', chain: 'custom-forward' },
-      { kind: 'add-accept-rule', chain: 'custom-input' },
+      { kind: 'add-rule', chain: 'custom-forward', rule: 'mark-accept' },
+      { kind: 'add-rule', chain: 'custom-input', rule: 'mark-accept' },
     ]);
   });
 
@@ -215,7 +218,11 @@ describe('planCustomChainEdits', () => {
       ]),
     );
 
-    const edits = planCustomChainEdits(parsed, { forward: true, input: false });
+    const edits = planCustomChainEdits(parsed, {
+      forward: true,
+      input: false,
+      ssdpUntracked: false,
+    });
 
     expect(edits).toEqual([{ kind: 'delete-rule', chain: 'custom-forward', handle: 6 }]);
   });
@@ -225,19 +232,25 @@ describe('planCustomChainEdits', () => {
       listing([rule('custom-input', 9, 'qubes-nat-broker', [{ accept: null }])]),
     );
 
-    const edits = planCustomChainEdits(parsed, { forward: false, input: true });
+    const edits = planCustomChainEdits(parsed, {
+      forward: false,
+      input: true,
+      ssdpUntracked: false,
+    });
 
     expect(edits).toContainEqual({ kind: 'delete-rule', chain: 'custom-input', handle: 9 });
-    expect(edits).toContainEqual({ kind: 'add-accept-rule', chain: 'custom-input' });
+    expect(edits).toContainEqual({ kind: 'add-rule', chain: 'custom-input', rule: 'mark-accept' });
   });
 
   it('rejects a needed chain that is missing', () => {
     const parsed = listingOf(JSON.stringify({ nftables: [] }));
 
-    expect(() => planCustomChainEdits(parsed, { forward: true, input: false })).toThrow(
-      /custom-forward is missing/,
-    );
-    expect(planCustomChainEdits(parsed, { forward: false, input: false })).toEqual([]);
+    expect(() =>
+      planCustomChainEdits(parsed, { forward: true, input: false, ssdpUntracked: false }),
+    ).toThrow(/custom-forward is missing/);
+    expect(
+      planCustomChainEdits(parsed, { forward: false, input: false, ssdpUntracked: false }),
+    ).toEqual([]);
   });
 
   it('returns null for text that is no listing', () => {

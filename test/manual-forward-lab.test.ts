@@ -85,7 +85,7 @@ describe('manual forward in the lab', () => {
   it('lists forwards like qvm-firewall, and raw', async () => {
     const table = await lab.qvmForward('work');
     expect(table.stdout.split('\n')[0]).toMatch(
-      /^NO\s+PROTO\s+PORT\(S\)\s+TO-PORT\s+SOURCE\s+EXPIRE\s+COMMENT$/,
+      /^NO\s+PROTO\s+PORT\(S\)\s+TO-PORT\s+SOURCE\s+EXPIRE\s+EXTERNAL\s+COMMENT$/,
     );
     const raw = await lab.qvmForward('--raw', 'work');
     expect(raw.stdout.split('\n')).toContain('proto=tcp port=2200 to-port=2222');

@@ -4,7 +4,7 @@ import { formatRuleWords } from '../forwards/rule-words.js';
 
 /** Table and raw views of forwards, laid out like `qvm-firewall` lists rules. */
 
-const COLUMNS = ['NO', 'PROTO', 'PORT(S)', 'TO-PORT', 'SOURCE', 'EXPIRE', 'COMMENT'] as const;
+const COLUMNS = ['NO', 'PROTO', 'PORT(S)', 'TO-PORT', 'SOURCE', 'EXPIRE', 'EXTERNAL', 'COMMENT'] as const;
 
 export function formatForwardTable(forwards: readonly ForwardRule[], nowUnixSeconds: number) {
   const rows = forwards.map((forward, index) => [
@@ -14,6 +14,7 @@ export function formatForwardTable(forwards: readonly ForwardRule[], nowUnixSeco
     formatPortRange(forward.targetPorts),
     forward.sourceCidr === ANY_SOURCE_CIDR ? '-' : forward.sourceCidr,
     formatExpiry(forward.expiresAtUnixSeconds, nowUnixSeconds),
+    formatExternal(forward),
     forward.comment ?? '-',
   ]);
 
@@ -27,6 +28,12 @@ export function formatForwardTable(forwards: readonly ForwardRule[], nowUnixSeco
       .trimEnd();
 
   return [formatRow(COLUMNS), ...rows.map(formatRow)].join('\n');
+}
+
+/** Returns the router's address and port of a NAT traversal lease, or `-`. */
+function formatExternal(forward: ForwardRule): string {
+  const upstream = forward.natTraversal?.upstream;
+  return upstream == null ? '-' : `${upstream.externalAddress}:${upstream.externalPort}`;
 }
 
 /** One rule per line in the `key=value` form that `qvm-forward VM add` takes. */
