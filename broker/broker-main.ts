@@ -4,6 +4,7 @@ import { createLogger } from '../rpc/logger.js';
 import { QrexecClientVmTransport } from '../rpc/qrexec/qrexec-client-vm-transport.js';
 import { BrokerMappingService } from './core/broker-mapping-service.js';
 import { ClientDirectory } from './core/client-directory.js';
+import { ControlSocketServer, controlSocketPath } from './core/control-socket.js';
 import { Dom0Client } from './core/dom0-client.js';
 import { ROUTER_INFO_FILE, readRouterInfo } from './core/router-info-file.js';
 import { buildIgdDeviceTrees } from './igd/device-tree.js';
@@ -81,6 +82,12 @@ const watcher = watch(stateDir, (_event, file) => {
   }
 });
 
+const control = new ControlSocketServer(
+  controlSocketPath(stateDir),
+  () => upstream,
+  logger.child({ component: 'control' }),
+);
+await control.start();
 await clients.start();
 mappingService.start();
 await portControl.start();
@@ -94,6 +101,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     logger.info({ signal }, 'broker stopping; releasing mappings');
     void (async () => {
       watcher.close();
+      await control.stop();
       await Promise.allSettled([portControl.stop(), igd.stop(), ssdp.stop()]);
       await mappingService.stop();
       await upstream?.stop();

@@ -138,6 +138,17 @@ export class LabSession {
     return answerPrompts(labPromptSocket(this.state), decide);
   }
 
+  /** Runs qvm-forward in dom0 and throws with its output unless it exits 0. */
+  async qvmForwardOk(...args: string[]): Promise<CommandResult> {
+    const result = await this.qvmForward(...args);
+    if (result.exitCode !== 0) {
+      throw new Error(
+        `qvm-forward ${args.join(' ')} exited with ${result.exitCode}: ${result.stderr.trim()}`,
+      );
+    }
+    return result;
+  }
+
   qvmForward(...args: string[]): Promise<CommandResult> {
     return this.exec('dom0', ['qvm-forward', ...args]);
   }

@@ -7,6 +7,7 @@ import { LabQrexecTransport } from '../rpc/qrexec/lab-qrexec-transport.js';
 import type { QrexecTransport } from '../rpc/qrexec-transport.js';
 import { ForwardManager } from './forwards/forward-manager.js';
 import { ForwardStore } from './forwards/forward-store.js';
+import { RouterMappings } from './forwards/router-mappings.js';
 import { DecisionService } from './nat-traversal/decision-service.js';
 import { LeaseManager } from './nat-traversal/lease-manager.js';
 import { readNatTraversalTopology } from './nat-traversal/nat-topology.js';
@@ -37,6 +38,7 @@ export interface Dom0Context {
   manager: ForwardManager;
   leases: LeaseManager;
   decisions: DecisionService;
+  routerMappings: RouterMappings;
   logger: Logger;
   stateDir: string;
   nowUnixMs: () => number;
@@ -71,7 +73,16 @@ export function createDom0Context(
   });
   const leases = new LeaseManager(manager, logger);
   const decisions = new DecisionService({ adminApi, inventory, leases, logger });
+  const routerMappings = new RouterMappings({
+    adminApi,
+    inventory,
+    transport,
+    manager,
+    logger,
+    nowUnixMs,
+  });
   return {
+    routerMappings,
     adminApi,
     inventory,
     transport,

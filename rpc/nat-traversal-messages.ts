@@ -143,3 +143,32 @@ export const leasesReplySchema = z.strictObject({
   leases: z.array(leaseSummarySchema).max(65_536),
 });
 export type LeasesReply = z.infer<typeof leasesReplySchema>;
+
+/**
+ * dom0 → broker: map or unmap a manual forward's uplink port on the home
+ * router (`qubes.NatBrokerUpstream`, callable by dom0 only).
+ */
+export const NAT_BROKER_UPSTREAM_SERVICE = 'qubes.NatBrokerUpstream';
+
+export const upstreamControlRequestSchema = z.discriminatedUnion('action', [
+  z.strictObject({
+    action: z.literal('map'),
+    protocol: transportProtocolSchema,
+    /** Port on sys-net's LAN address; the router is asked for the same external port. */
+    uplinkPort: portSchema,
+    lifetimeSeconds: z.number().int().min(1).max(604_800),
+  }),
+  z.strictObject({
+    action: z.literal('unmap'),
+    protocol: transportProtocolSchema,
+    uplinkPort: portSchema,
+  }),
+]);
+export type UpstreamControlRequest = z.infer<typeof upstreamControlRequestSchema>;
+
+export const upstreamControlReplySchema = z.discriminatedUnion('result', [
+  z.strictObject({ result: z.literal('mapped'), mapping: upstreamMappingSchema }),
+  z.strictObject({ result: z.literal('unmapped') }),
+  z.strictObject({ result: z.enum(['unavailable', 'failed']), message: z.string().max(1024) }),
+]);
+export type UpstreamControlReply = z.infer<typeof upstreamControlReplySchema>;

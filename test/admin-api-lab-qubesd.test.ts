@@ -199,10 +199,11 @@ describe('lab qubesd over a Unix socket', () => {
       type: 'str',
       value: null,
     });
+    // The lab gives each netvm a downstream gateway address of its own.
     expect(await api.getProperty('work', 'visible_gateway')).toEqual({
       isDefault: true,
       type: 'str',
-      value: '10.138.0.2',
+      value: '10.137.0.1',
     });
     expect(await api.getProperty('work', 'klass')).toEqual({
       isDefault: true,
@@ -226,7 +227,7 @@ describe('lab qubesd over a Unix socket', () => {
     expect(await api.getProperty('sys-firewall', 'gateway')).toEqual({
       isDefault: true,
       type: 'str',
-      value: '10.138.0.2',
+      value: '10.137.0.1',
     });
     expect(await api.getProperty('sys-firewall', 'visible_ip')).toEqual({
       isDefault: true,

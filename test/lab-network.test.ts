@@ -208,11 +208,19 @@ describe('lab connectivity', () => {
   });
 
   it('answers STUN from a qube through coturn', async () => {
-    const cone = await inVm(labs.hl1, 'work', ['stun', labs.hl1.addresses.stunPrimary, '-v']);
+    const cone = await inVm(labs.hl1, 'work', [
+      '/usr/bin/stun',
+      labs.hl1.addresses.stunPrimary,
+      '-v',
+    ]);
     expect(cone.stdout + cone.stderr).toContain(`MappedAddress = ${labs.hl1.addresses.routerWan}`);
     expect(cone.stdout).toContain('Independent Mapping');
 
-    const symmetric = await inVm(labs.hl2, 'work', ['stun', labs.hl2.addresses.stunPrimary, '-v']);
+    const symmetric = await inVm(labs.hl2, 'work', [
+      '/usr/bin/stun',
+      labs.hl2.addresses.stunPrimary,
+      '-v',
+    ]);
     expect(symmetric.stdout + symmetric.stderr).toContain(
       `MappedAddress = ${labs.hl2.addresses.routerWan}`,
     );

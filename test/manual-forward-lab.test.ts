@@ -42,8 +42,8 @@ describe('manual forward in the lab', () => {
   }
 
   it('forwards TCP and UDP and keeps the peer address', async () => {
-    expect((await lab.qvmForward('work', 'add', 'proto=tcp', 'port=8080')).exitCode).toBe(0);
-    expect((await lab.qvmForward('work', 'add', 'proto=udp', 'port=9000')).exitCode).toBe(0);
+    await lab.qvmForwardOk('work', 'add', 'proto=tcp', 'port=8080');
+    await lab.qvmForwardOk('work', 'add', 'proto=udp', 'port=9000');
 
     const tcp = await lab.probe('lanpeer', 'tcp', sysNetLan, 8080);
     expect(tcp.reply).toMatch(new RegExp(`^work saw ${lanPeer}:\\d+: ping$`));
@@ -52,9 +52,7 @@ describe('manual forward in the lab', () => {
   });
 
   it('remaps a port with to-port', async () => {
-    expect(
-      (await lab.qvmForward('work', 'add', 'proto=tcp', 'port=2200', 'to-port=2222')).exitCode,
-    ).toBe(0);
+    await lab.qvmForwardOk('work', 'add', 'proto=tcp', 'port=2200', 'to-port=2222');
     const probe = await lab.probe('lanpeer', 'tcp', sysNetLan, 2200);
     expect(probe.reply).toContain('work saw');
     const direct = await lab.probe('lanpeer', 'tcp', sysNetLan, 2222);
@@ -64,9 +62,7 @@ describe('manual forward in the lab', () => {
   it('restricts sources with src', async () => {
     await lab.startServer('work', 'tcp', 7000);
     await lab.startServer('work', 'tcp', 7001);
-    expect(
-      (await lab.qvmForward('work', 'add', 'proto=tcp', 'port=7000', 'src=192.168.77.99')).exitCode,
-    ).toBe(0);
+    await lab.qvmForwardOk('work', 'add', 'proto=tcp', 'port=7000', 'src=192.168.77.99');
     expect(
       (await lab.qvmForward('work', 'add', 'proto=tcp', 'port=7001', 'src=192.168.77.0/24'))
         .exitCode,
@@ -126,6 +122,38 @@ describe('manual forward in the lab', () => {
     expect(await storeText()).toBe(storeBefore);
   });
 
+  it('maps the port on the home router with upstream=yes', async () => {
+    await lab.startServer('work', 'tcp', 4443);
+    const added = await lab.qvmForwardOk(
+      'work',
+      'add',
+      'proto=tcp',
+      'port=4444',
+      'to-port=4443',
+      'upstream=yes',
+    );
+    expect(added.stdout).toContain('router: 203.0.113.1:4444 -> sys-net port 4444');
+
+    const probe = await lab.probe('inet', 'tcp', lab.state.addresses.routerWan, 4444);
+    expect(probe.reply).toMatch(/^work saw 203\.0\.113\.254:\d+: ping$/);
+    expect((await lab.qvmForward('work')).stdout).toMatch(
+      /tcp\s+4444\s+4443\s+-\s+-\s+203\.0\.113\.1:4444/,
+    );
+
+    await lab.qvmForwardOk('work', 'del', 'proto=tcp', 'port=4444', 'to-port=4443');
+    const routerList = await lab.exec('sys-net', [
+      'upnpc',
+      '-i',
+      '-u',
+      `http://${lab.state.addresses.routerLan}:5000/rootDesc.xml`,
+      '-l',
+    ]);
+    expect(routerList.stdout).not.toContain('4444->');
+    expect((await lab.probe('inet', 'tcp', lab.state.addresses.routerWan, 4444)).reached).toBe(
+      false,
+    );
+  });
+
   it('cuts an established UDP flow on del', async () => {
     const flow = { localPort: 40000 };
     expect((await lab.probe('lanpeer', 'udp', sysNetLan, 9000, flow)).reached).toBe(true);
@@ -169,9 +197,7 @@ describe('manual forward in the lab', () => {
 
   it('expires a forward on every hop with every daemon dead', async () => {
     await lab.startServer('work', 'tcp', 6000);
-    expect(
-      (await lab.qvmForward('work', 'add', 'proto=tcp', 'port=6000', 'expire=+3')).exitCode,
-    ).toBe(0);
+    await lab.qvmForwardOk('work', 'add', 'proto=tcp', 'port=6000', 'expire=+3');
     expect((await lab.probe('lanpeer', 'tcp', sysNetLan, 6000)).reached).toBe(true);
 
     for (const process of lab.state.processes.filter((entry) => entry.vm === 'dom0')) {

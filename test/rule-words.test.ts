@@ -97,7 +97,7 @@ describe('parseRuleWords', () => {
     const message = formatRuleProblems(problems);
     expect(message).toContain('unknown key "action"');
     expect(message).toContain('expected key=value');
-    expect(message).toContain('proto, port, to-port, src, expire, comment');
+    expect(message).toContain('proto, port, to-port, src, expire, upstream, comment');
   });
 
   it('reports every problem at once', () => {

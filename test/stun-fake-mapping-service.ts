@@ -19,12 +19,14 @@ export interface StunFakeMappingTable {
 
 /**
  * A MappingService that grants one fixed mapping to every request of an
- * enabled client. It stands in for the broker core, which needs dom0 and a
+ * enabled client. It replaces the broker core, which needs dom0 and a
  * home router that these tests do not run. `holdRequests` keeps requests
  * waiting, like a dom0 prompt, until `releaseHeldRequests` is called.
  */
 export class StunFakeMappingService implements MappingService {
   readonly requests: MappingRequest[] = [];
+  /** Addresses passed to isEnabledClient, in call order. */
+  readonly enabledChecks: string[] = [];
   holdRequests = false;
   private readonly held: Array<() => void> = [];
 
@@ -39,6 +41,7 @@ export class StunFakeMappingService implements MappingService {
   }
 
   isEnabledClient(clientAddress: string): boolean {
+    this.enabledChecks.push(clientAddress);
     return this.table.enabledClients.includes(clientAddress);
   }
 
@@ -66,7 +69,10 @@ export class StunFakeMappingService implements MappingService {
       return { code: 'unknown-client', message: `${request.clientAddress} is not enabled` };
     }
     if (this.table.deniedClientPorts?.includes(request.internalPort) === true) {
-      return { code: 'not-authorized', message: `port ${request.internalPort} denied by the test table` };
+      return {
+        code: 'not-authorized',
+        message: `port ${request.internalPort} denied by the test table`,
+      };
     }
     if (this.table.failedClientPorts?.includes(request.internalPort) === true) {
       return { code: 'failed', message: 'home router unreachable (test table)' };

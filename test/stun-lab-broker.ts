@@ -4,7 +4,7 @@ import { StunFakeMappingService, type StunFakeMappingTable } from './stun-fake-m
 
 /**
  * Test entry point: runs the STUN server on top of StunFakeMappingService,
- * which stands in for the broker core (that one needs dom0 and a home
+ * which replaces the broker core (that one needs dom0 and a home
  * router). Configured by one JSON argument, a StunFakeMappingTable plus the
  * listening address and ports:
  *   {"listenAddress":"10.202.0.1","ports":[3478,19302],

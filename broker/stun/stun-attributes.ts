@@ -10,9 +10,9 @@ import {
 
 /**
  * Encoders and decoders of single attribute values (RFC 8489 §14, RFC 5780
- * §7). Decoders are total and return a typed error; encoders take values
- * that the caller has already validated and return null for an address that
- * is neither IPv4 nor IPv6.
+ * §7). Decoders are total and return a typed error. Encoders expect
+ * validated values, and the address encoder returns null for text that is
+ * neither IPv4 nor IPv6.
  */
 
 export interface StunTransportAddress {
@@ -69,10 +69,17 @@ export function decodeAddressAttribute(
   transactionId?: Uint8Array,
 ): StunAttributeDecodeResult<StunTransportAddress> {
   const family = value[1];
-  const expectedBytes =
-    family === StunAddressFamily.ipv4 ? 8 : family === StunAddressFamily.ipv6 ? 20 : null;
+  let expectedBytes: number | null = null;
+  if (family === StunAddressFamily.ipv4) {
+    expectedBytes = 8;
+  } else if (family === StunAddressFamily.ipv6) {
+    expectedBytes = 20;
+  }
   if (expectedBytes === null) {
-    return { ok: false, message: `address family 0x${(family ?? 0).toString(16)} is neither IPv4 (0x01) nor IPv6 (0x02)` };
+    return {
+      ok: false,
+      message: `address family 0x${(family ?? 0).toString(16)} is neither IPv4 (0x01) nor IPv6 (0x02)`,
+    };
   }
   if (value.length !== expectedBytes) {
     return {
@@ -130,7 +137,10 @@ export function decodeErrorCode(
   const errorClass = (value[2] ?? 0) & 0x07;
   const number = value[3] ?? 0;
   if (errorClass < 3 || errorClass > 6 || number > 99) {
-    return { ok: false, message: `ERROR-CODE class ${errorClass} number ${number} is outside 300-699` };
+    return {
+      ok: false,
+      message: `ERROR-CODE class ${errorClass} number ${number} is outside 300-699`,
+    };
   }
   return {
     ok: true,
@@ -142,9 +152,9 @@ export function decodeErrorCode(
 }
 
 /**
- * Encodes UNKNOWN-ATTRIBUTES (RFC 8489 §14.9): a list of 16-bit types. RFC
- * 3489 §11.2.9 instead asks for an even count with one type repeated, because
- * RFC 3489 had no padding; `repeatForRfc3489` does that.
+ * Encodes UNKNOWN-ATTRIBUTES (RFC 8489 §14.13): a list of 16-bit types. RFC
+ * 3489 §11.2.10 requires an even count instead, with one type repeated,
+ * because RFC 3489 had no padding. `repeatForRfc3489` does that.
  */
 export function encodeUnknownAttributes(types: number[], repeatForRfc3489 = false): Uint8Array {
   const list = [...types];
@@ -153,13 +163,18 @@ export function encodeUnknownAttributes(types: number[], repeatForRfc3489 = fals
     list.push(last);
   }
   const value = new Uint8Array(list.length * 2);
-  list.forEach((type, index) => writeUint16(value, index * 2, type));
+  for (const [index, type] of list.entries()) {
+    writeUint16(value, index * 2, type);
+  }
   return value;
 }
 
 export function decodeUnknownAttributes(value: Uint8Array): StunAttributeDecodeResult<number[]> {
   if (value.length % 2 !== 0) {
-    return { ok: false, message: `UNKNOWN-ATTRIBUTES has ${value.length} bytes, not a multiple of 2` };
+    return {
+      ok: false,
+      message: `UNKNOWN-ATTRIBUTES has ${value.length} bytes, not a multiple of 2`,
+    };
   }
   const types: number[] = [];
   for (let offset = 0; offset < value.length; offset += 2) {
@@ -192,7 +207,11 @@ export function decodeChangeRequest(
 
 export function encodeChangeRequest(changeIp: boolean, changePort: boolean): Uint8Array {
   const value = new Uint8Array(4);
-  writeUint32(value, 0, (changeIp ? STUN_CHANGE_IP_FLAG : 0) | (changePort ? STUN_CHANGE_PORT_FLAG : 0));
+  writeUint32(
+    value,
+    0,
+    (changeIp ? STUN_CHANGE_IP_FLAG : 0) | (changePort ? STUN_CHANGE_PORT_FLAG : 0),
+  );
   return value;
 }
 
@@ -237,7 +256,9 @@ function addressToBytes(address: string): Uint8Array | null {
   const groups = [...head, ...zeros, ...tail];
 
   const bytes = new Uint8Array(16);
-  groups.forEach((group, index) => writeUint16(bytes, index * 2, Number.parseInt(group, 16)));
+  for (const [index, group] of groups.entries()) {
+    writeUint16(bytes, index * 2, Number.parseInt(group, 16));
+  }
   return bytes;
 }
 

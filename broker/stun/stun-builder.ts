@@ -51,7 +51,8 @@ export interface StunMessageFields {
  */
 export function buildStunMessage(fields: StunMessageFields): Uint8Array {
   const attributesBytes = fields.attributes.reduce(
-    (total, attribute) => total + STUN_ATTRIBUTE_HEADER_BYTES + paddedLength(attribute.value.length),
+    (total, attribute) =>
+      total + STUN_ATTRIBUTE_HEADER_BYTES + paddedLength(attribute.value.length),
     0,
   );
   const fingerprintBytes = fields.fingerprint ? STUN_ATTRIBUTE_HEADER_BYTES + 4 : 0;
@@ -82,8 +83,12 @@ export function buildStunMessage(fields: StunMessageFields): Uint8Array {
  * Builds a Binding success response carrying the mapped transport address.
  * RFC 5389+ clients get XOR-MAPPED-ADDRESS, SOFTWARE and FINGERPRINT. RFC
  * 3489 clients get MAPPED-ADDRESS only (RFC 5389 §12.2), because they
- * predate XOR-MAPPED-ADDRESS and FINGERPRINT. Returns null when
- * `mappedAddress` is no IP address.
+ * predate XOR-MAPPED-ADDRESS and FINGERPRINT. Returns null when `mappedAddress` is no IP address.
+ *
+ * RFC 5780 §7.3 and §7.4 attributes are left out on purpose. OTHER-ADDRESS
+ * needs a second server address, which the broker lacks. RESPONSE-ORIGIN
+ * needs the address the request was sent to, which a Node dgram socket bound
+ * to 0.0.0.0 does not report, and the qube sent it to its gateway anyway.
  */
 export function buildBindingSuccessResponse(
   request: StunHeader,

@@ -40,7 +40,7 @@ export interface StunMessage extends StunHeader {
 }
 
 /**
- * Why a datagram is no usable STUN message. `drop` errors get no reply
+ * Parse failure of a datagram. `drop` errors get no reply
  * (RFC 8489 §6.3: "the message is silently discarded"). `bad-request` errors
  * have a sound header, so a request can get 400 Bad Request.
  */
@@ -64,7 +64,9 @@ export type StunParseError =
       message: string;
     };
 
-export type StunParseResult = { ok: true; message: StunMessage } | { ok: false; error: StunParseError };
+export type StunParseResult =
+  | { ok: true; message: StunMessage }
+  | { ok: false; error: StunParseError };
 
 export function readUint16(bytes: Uint8Array, offset: number): number {
   return ((bytes[offset] ?? 0) << 8) | (bytes[offset + 1] ?? 0);
@@ -109,8 +111,12 @@ export function encodeMessageType(method: number, messageClass: StunClass): numb
   );
 }
 
-export function decodeMessageType(messageType: number): { method: number; messageClass: StunClass } {
-  const method = ((messageType & 0x3e00) >> 2) | ((messageType & 0x00e0) >> 1) | (messageType & 0x000f);
+export function decodeMessageType(messageType: number): {
+  method: number;
+  messageClass: StunClass;
+} {
+  const method =
+    ((messageType & 0x3e00) >> 2) | ((messageType & 0x00e0) >> 1) | (messageType & 0x000f);
   const messageClass = (((messageType >> 7) & 0b10) | ((messageType >> 4) & 0b01)) as StunClass;
   return { method, messageClass };
 }
@@ -143,7 +149,10 @@ export function decodeMessageType(messageType: number): { method: number; messag
  */
 export function parseStunMessage(bytes: Uint8Array): StunParseResult {
   if (bytes.length < STUN_HEADER_BYTES) {
-    return drop('too-short', `STUN datagram of ${bytes.length} bytes is shorter than the 20-byte header`);
+    return drop(
+      'too-short',
+      `STUN datagram of ${bytes.length} bytes is shorter than the 20-byte header`,
+    );
   }
 
   const messageType = readUint16(bytes, 0);

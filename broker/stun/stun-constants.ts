@@ -16,7 +16,7 @@ export const STUN_ATTRIBUTE_HEADER_BYTES = 4;
 export const STUN_TRANSACTION_ID_BYTES = 12;
 
 /**
- * Largest datagram the server parses. RFC 8489 §6.1 asks senders to keep
+ * Largest datagram the server parses. RFC 8489 §6.1 tells senders to keep
  * messages over UDP at or below 576 bytes of IPv4 datagram when the path MTU
  * is unknown, which leaves 548 bytes of UDP payload. A Binding request to a
  * server carries at most a few short attributes (SOFTWARE, FINGERPRINT,
@@ -34,7 +34,7 @@ export const StunClass = {
 } as const;
 export type StunClass = (typeof StunClass)[keyof typeof StunClass];
 
-/** Methods (RFC 8489 §18.2); the server implements Binding only. */
+/** STUN methods; the server implements Binding only. */
 export const StunMethod = {
   binding: 0x001,
 } as const;
@@ -88,9 +88,9 @@ export function isComprehensionRequired(attributeType: number): boolean {
 }
 
 /**
- * Error codes. 300-500 are RFC 8489 §14.8; 403 and 508 are TURN codes
- * (RFC 8656 §18) from the same IANA registry, used here because RFC 8489 has
- * no code for "refused by policy" or "out of ports".
+ * Error codes. 300-500 are RFC 8489 §14.8. 403 and 508 are TURN codes
+ * (RFC 8656) from the same IANA registry, used here because RFC 8489 has no
+ * code for "refused by policy" or "out of ports".
  */
 export const StunErrorCode = {
   tryAlternate: 300,

@@ -1,6 +1,11 @@
 import { decodeChangeRequest } from './stun-attributes.js';
 import { buildStunErrorResponse } from './stun-builder.js';
-import { findAttribute, parseStunMessage, type StunHeader, type StunMessage } from './stun-codec.js';
+import {
+  findAttribute,
+  parseStunMessage,
+  type StunHeader,
+  type StunMessage,
+} from './stun-codec.js';
 import {
   isComprehensionRequired,
   STUN_MAX_REQUEST_BYTES,
@@ -28,9 +33,9 @@ export type StunRequestDecision =
   | { kind: 'drop'; reason: StunDropReason; warn: boolean; message: string }
   /** An error response that needs no mapping (400, 420). */
   | { kind: 'reply'; code: StunErrorCode; response: Uint8Array; message: string }
-  /** A Binding indication (a keepalive): processed, never answered (RFC 8489 §6.3.2). */
+  /** A Binding indication (a keepalive): processed without a response (RFC 8489 §6.3.2). */
   | { kind: 'indication' }
-  /** A Binding request to answer with the client's mapping. */
+  /** A Binding request that gets the client's mapping in its response. */
   | { kind: 'binding'; request: StunMessage };
 
 /**
@@ -110,9 +115,10 @@ export function classifyStunDatagram(bytes: Uint8Array, software: string): StunR
   }
 
   // A Binding request with credentials is an ICE connectivity check
-  // (RFC 8445 §7.1.2) or another authenticated usage. It is meant for the
-  // peer that owns those credentials, not for a STUN server; the netvm only
-  // redirects the configured STUN server ports here, so it is not answered.
+  // (RFC 8445 §7) or another authenticated usage. It is meant for the peer
+  // that owns those credentials, not for a STUN server, so it gets no
+  // response. Such packets reach the broker only when a peer uses one of the
+  // redirected STUN server ports.
   const credential = CREDENTIAL_ATTRIBUTES.find(
     (type) => findAttribute(message, type) !== undefined,
   );
@@ -133,7 +139,7 @@ export function classifyStunDatagram(bytes: Uint8Array, software: string): StunR
  * comprehension-required attributes, 400 for a CHANGE-REQUEST of the wrong
  * size.
  *
- * CHANGE-REQUEST (RFC 5780 §7.2) asks for the response from another address
+ * CHANGE-REQUEST (RFC 5780 §7.2) requests the response from another address
  * or port. This server has no alternate address (and sends no OTHER-ADDRESS),
  * so a request with either flag set gets 420 listing CHANGE-REQUEST, as RFC
  * 5780 §7.2 and RFC 5389 §12.2 ask. A CHANGE-REQUEST with both flags clear

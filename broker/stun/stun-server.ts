@@ -10,7 +10,7 @@ import { classifyStunDatagram } from './stun-request-classifier.js';
 import { StunTransactionCache, transactionKey } from './stun-transaction-cache.js';
 
 export const STUN_DEFAULT_ADDRESS = '0.0.0.0';
-/** 3478 is the IANA STUN port (RFC 8489 §18.1); 19302 is the port of Google's public STUN servers, which WebRTC applications often hard-code. */
+/** 3478 is the IANA-registered STUN port (RFC 8489). 19302 is the port of Google's public STUN servers, which WebRTC applications often hard-code. */
 export const STUN_DEFAULT_PORTS: readonly number[] = [3478, 19302];
 /**
  * Lease asked for a STUN mapping, in seconds. Each Binding request from the
@@ -49,11 +49,11 @@ export interface StunServerOptions {
 }
 
 /**
- * The qube-facing STUN server (RFC 8489 Binding, UDP). A Binding request
- * from a qube with NAT traversal enabled asks the broker core for a UDP
- * mapping of the qube's source port and returns that mapping's external
- * address and port, so the qube learns the address peers on the internet
- * reach it at. The reply waits until the core answers, which can take a
+ * The qube-facing STUN server (RFC 8489 Binding, UDP). For a Binding
+ * request from a qube with NAT traversal enabled, the server requests a UDP
+ * mapping of the qube's source port from the broker core and returns that
+ * mapping's external address and port, so the qube learns the address that
+ * peers on the internet reach it at. The reply waits until the core answers, which can take a
  * dom0 prompt; retransmissions meanwhile are dropped, and afterwards they
  * get the cached response. Datagrams from other sources get no reply.
  */
@@ -216,7 +216,10 @@ export class StunServer {
   }
 
   /** Returns the response to send, or null for silence. */
-  private async requestMapping(request: StunMessage, remote: RemoteInfo): Promise<Uint8Array | null> {
+  private async requestMapping(
+    request: StunMessage,
+    remote: RemoteInfo,
+  ): Promise<Uint8Array | null> {
     const client = remote.address;
     let result: MappingResult;
     try {
@@ -242,7 +245,9 @@ export class StunServer {
         { client, clientPort: remote.port, err: error },
         'STUN mapping request failed in the broker core',
       );
-      return buildStunErrorResponse(request, StunErrorCode.serverError, { software: this.software });
+      return buildStunErrorResponse(request, StunErrorCode.serverError, {
+        software: this.software,
+      });
     }
 
     return this.responseFor(request, remote, result);
@@ -286,7 +291,10 @@ export class StunServer {
     }
 
     if (result.code === 'unknown-client') {
-      this.logger.debug({ ...fields, reason: result.message }, 'STUN client is not enabled; no reply');
+      this.logger.debug(
+        { ...fields, reason: result.message },
+        'STUN client is not enabled; no reply',
+      );
       return null;
     }
 
@@ -296,7 +304,10 @@ export class StunServer {
         : result.code === 'no-resources'
           ? StunErrorCode.insufficientCapacity
           : StunErrorCode.serverError;
-    const log = result.code === 'failed' ? this.logger.error.bind(this.logger) : this.logger.info.bind(this.logger);
+    const log =
+      result.code === 'failed'
+        ? this.logger.error.bind(this.logger)
+        : this.logger.info.bind(this.logger);
     log({ ...fields, result: result.code, code, reason: result.message }, 'STUN mapping denied');
     return buildStunErrorResponse(request, code, { software: this.software });
   }

@@ -4,7 +4,16 @@ import { formatRuleWords } from '../forwards/rule-words.js';
 
 /** Table and raw views of forwards, laid out like `qvm-firewall` lists rules. */
 
-const COLUMNS = ['NO', 'PROTO', 'PORT(S)', 'TO-PORT', 'SOURCE', 'EXPIRE', 'EXTERNAL', 'COMMENT'] as const;
+const COLUMNS = [
+  'NO',
+  'PROTO',
+  'PORT(S)',
+  'TO-PORT',
+  'SOURCE',
+  'EXPIRE',
+  'EXTERNAL',
+  'COMMENT',
+] as const;
 
 export function formatForwardTable(forwards: readonly ForwardRule[], nowUnixSeconds: number) {
   const rows = forwards.map((forward, index) => [
@@ -32,13 +41,18 @@ export function formatForwardTable(forwards: readonly ForwardRule[], nowUnixSeco
 
 /** Returns the router's address and port of a NAT traversal lease, or `-`. */
 function formatExternal(forward: ForwardRule): string {
-  const upstream = forward.natTraversal?.upstream;
-  return upstream == null ? '-' : `${upstream.externalAddress}:${upstream.externalPort}`;
+  const upstream = forward.natTraversal?.upstream ?? forward.routerMapping?.mapping;
+  if (upstream == null) {
+    return forward.routerMapping != null ? 'pending' : '-';
+  }
+  return `${upstream.externalAddress}:${upstream.externalPort}`;
 }
 
 /** One rule per line in the `key=value` form that `qvm-forward VM add` takes. */
 export function formatForwardRaw(forwards: readonly ForwardRule[]): string {
-  return forwards.map((forward) => formatRuleWords(forward)).join('\n');
+  return forwards
+    .map((forward) => formatRuleWords({ ...forward, upstream: forward.routerMapping != null }))
+    .join('\n');
 }
 
 /** Formats an expiry relative to now, e.g. `in 59m 58s`, or `-` for none. */

@@ -1,6 +1,7 @@
 import { QUBE_NAME_PATTERN } from '../../rpc/wire-types.js';
 import { createDom0Context, type Dom0Context } from '../dom0-context.js';
 import { ForwardRequestError } from '../forwards/forward-manager.js';
+import type { ForwardRule } from '../forwards/forward-rule.js';
 import { ForwardStoreError } from '../forwards/forward-store.js';
 import { formatRuleProblems, parseRuleWords } from '../forwards/rule-words.js';
 import { InventoryError } from '../network/qube-inventory.js';
@@ -19,7 +20,7 @@ export const EXIT_USAGE = 2;
 
 export const USAGE = `usage: qvm-forward [--raw] VMNAME [list]
        qvm-forward VMNAME add proto=tcp|udp port=N[-M] [to-port=N] [src=CIDR]
-                          [expire=+SECONDS|UNIXTIME] [comment=TEXT...]
+                          [expire=+SECONDS|UNIXTIME] [upstream=yes] [comment=TEXT...]
        qvm-forward VMNAME del N
        qvm-forward VMNAME del RULE...
        qvm-forward VMNAME reset
@@ -31,6 +32,7 @@ port=   external port or range, the same on every hop
 to-port= port inside the qube for a single external port (default: port)
 src=    allowed source address or prefix (default: any)
 expire= UNIX time, or +SECONDS from now (default: never)
+upstream= yes: also map the port on the home router through the broker
 comment= free text; comes last and may contain spaces`;
 
 export interface CliIo {
@@ -117,13 +119,29 @@ async function runAction(
         io.stderr(`${prefixLines(formatRuleProblems(parsed.problems))}\nNothing was changed.`);
         return EXIT_USAGE;
       }
-      await context.manager.add(vm, parsed.fields);
+      const forward = await context.manager.add(vm, parsed.fields);
+      if (parsed.fields.upstream === true) {
+        const reply = await context.routerMappings.map(forward);
+        if (reply.result === 'mapped') {
+          io.stdout(
+            `router: ${reply.mapping.externalAddress}:${reply.mapping.externalPort} -> sys-net port ${forward.ports.first}`,
+          );
+        } else {
+          io.stderr(
+            `qvm-forward: warning: no router mapping (${'message' in reply ? reply.message : reply.result}); the forward works from the LAN only`,
+          );
+        }
+      }
       return EXIT_OK;
     }
 
     case 'del': {
       if (words.length === 1 && /^\d+$/.test(words[0] ?? '')) {
-        await context.manager.remove(vm, { index: Number(words[0]) });
+        await unmapFromRouter(
+          await context.manager.remove(vm, { index: Number(words[0]) }),
+          io,
+          context,
+        );
         return EXIT_OK;
       }
       if (words.length === 0) {
@@ -134,7 +152,11 @@ async function runAction(
         io.stderr(`${prefixLines(formatRuleProblems(parsed.problems))}\nNothing was changed.`);
         return EXIT_USAGE;
       }
-      await context.manager.remove(vm, { fields: parsed.fields });
+      await unmapFromRouter(
+        await context.manager.remove(vm, { fields: parsed.fields }),
+        io,
+        context,
+      );
       return EXIT_OK;
     }
 
@@ -142,12 +164,31 @@ async function runAction(
       if (words.length > 0) {
         return usageError(io, `reset takes no arguments, got: ${words.join(' ')}`);
       }
-      await context.manager.reset(vm);
+      for (const removed of await context.manager.reset(vm)) {
+        await unmapFromRouter(removed, io, context);
+      }
       return EXIT_OK;
     }
 
     default:
       return usageError(io, `unknown action "${action}"; use list, add, del or reset`);
+  }
+}
+
+/** Deletes the router mapping of a removed forward that had one. */
+async function unmapFromRouter(
+  forward: ForwardRule,
+  io: CliIo,
+  context: Dom0Context,
+): Promise<void> {
+  if (forward.routerMapping == null) {
+    return;
+  }
+  const reply = await context.routerMappings.unmap(forward);
+  if (reply.result !== 'unmapped') {
+    io.stderr(
+      `qvm-forward: warning: the router mapping was not removed (${'message' in reply ? reply.message : reply.result})`,
+    );
   }
 }
 

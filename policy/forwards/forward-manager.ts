@@ -1,5 +1,6 @@
 import type { AgentState } from '../../rpc/agent-state.js';
 import type { Logger } from '../../rpc/logger.js';
+import type { UpstreamMapping } from '../../rpc/nat-traversal-messages.js';
 import { formatPortRange } from '../../rpc/wire-types.js';
 import {
   EMPTY_TOPOLOGY,
@@ -95,11 +96,13 @@ export class ForwardManager {
         );
       }
 
+      const { upstream, ...ruleFields } = fields;
       const forward: ForwardRule = {
         id: newForwardId(),
         qube,
-        ...fields,
+        ...ruleFields,
         createdAtUnixSeconds: nowUnixSeconds,
+        routerMapping: upstream === true ? { mapping: null } : null,
       };
       this.logger.info(
         {
@@ -137,6 +140,19 @@ export class ForwardManager {
         result: removed,
       };
     });
+  }
+
+  /** Records the router mapping the broker made for a forward; no hop changes. */
+  async recordRouterMapping(forwardId: string, mapping: UpstreamMapping | null): Promise<void> {
+    await this.change((live) => ({
+      forwards: live.map((forward) =>
+        forward.id === forwardId && forward.routerMapping != null
+          ? { ...forward, routerMapping: { mapping } }
+          : forward,
+      ),
+      touched: [],
+      result: undefined,
+    }));
   }
 
   /** Removes every forward of one qube. */

@@ -38,6 +38,14 @@ export const forwardRuleSchema = z.strictObject({
   expiresAtUnixSeconds: unixSecondsSchema.nullable(),
   comment: z.string().max(512).nullable(),
   createdAtUnixSeconds: unixSecondsSchema,
+  /**
+   * Set when the dom0 user asked for the matching mapping on the home router
+   * (`upstream=yes`); `mapping` is null until the broker reported one.
+   */
+  routerMapping: z
+    .strictObject({ mapping: upstreamMappingSchema.nullable() })
+    .nullable()
+    .optional(),
   /** Set when the forward is a NAT traversal lease that the broker requested for the qube. */
   natTraversal: natTraversalLeaseSchema.nullable().optional(),
 });
@@ -51,6 +59,8 @@ export interface ForwardRuleFields {
   sourceCidr: string;
   expiresAtUnixSeconds: number | null;
   comment: string | null;
+  /** Also map the port on the home router through the broker (`upstream=yes`). */
+  upstream?: boolean;
 }
 
 export const ANY_SOURCE_CIDR = '0.0.0.0/0';

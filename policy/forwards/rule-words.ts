@@ -10,7 +10,15 @@ import { ANY_SOURCE_CIDR, type ForwardRuleFields } from './forward-rule.js';
  * of the line, spaces included.
  */
 
-export const RULE_KEYS = ['proto', 'port', 'to-port', 'src', 'expire', 'comment'] as const;
+export const RULE_KEYS = [
+  'proto',
+  'port',
+  'to-port',
+  'src',
+  'expire',
+  'upstream',
+  'comment',
+] as const;
 export type RuleKey = (typeof RULE_KEYS)[number];
 
 /** Maximum relative expiry: about 68 years, the signed 32-bit range of nft timeouts in seconds. */
@@ -53,6 +61,7 @@ export function parseRuleWords(words: readonly string[], nowUnixSeconds: number)
   const sourceCidr = parseSource(values.get('src'), problems);
   const expiresAtUnixSeconds = parseExpire(values.get('expire'), nowUnixSeconds, problems);
   const comment = parseComment(values.get('comment'), problems);
+  const upstream = parseUpstream(values.get('upstream'), problems);
 
   if (problems.length > 0 || protocol === null || ports === null || targetPorts === null) {
     return { ok: false, problems };
@@ -66,6 +75,7 @@ export function parseRuleWords(words: readonly string[], nowUnixSeconds: number)
       sourceCidr: sourceCidr ?? ANY_SOURCE_CIDR,
       expiresAtUnixSeconds,
       comment,
+      ...(upstream ? { upstream } : {}),
     },
   };
 }
@@ -81,6 +91,9 @@ export function formatRuleWords(fields: ForwardRuleFields): string {
   }
   if (fields.expiresAtUnixSeconds !== null) {
     words.push(`expire=${fields.expiresAtUnixSeconds}`);
+  }
+  if (fields.upstream === true) {
+    words.push('upstream=yes');
   }
   if (fields.comment !== null) {
     words.push(`comment=${fields.comment}`);
@@ -281,6 +294,17 @@ function parseComment(value: string | undefined, problems: RuleProblem[]): strin
     return null;
   }
   return value;
+}
+
+function parseUpstream(value: string | undefined, problems: RuleProblem[]): boolean {
+  if (value === undefined || value === 'no') {
+    return false;
+  }
+  if (value === 'yes') {
+    return true;
+  }
+  problems.push({ key: 'upstream', value, message: 'use upstream=yes or upstream=no' });
+  return false;
 }
 
 function isControlCharacter(character: string): boolean {

@@ -12,7 +12,14 @@ export const AUDIT_TAIL_BYTES = 1024 * 1024;
 export const MAX_AUDIT_ENTRIES = 500;
 
 /** pino's numeric levels. */
-export const LOG_LEVELS = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 } as const;
+export const LOG_LEVELS = {
+  trace: 10,
+  debug: 20,
+  info: 30,
+  warn: 40,
+  error: 50,
+  fatal: 60,
+} as const;
 export type LogLevelName = keyof typeof LOG_LEVELS;
 
 export const auditQuerySchema = z.strictObject({
@@ -137,7 +144,10 @@ function levelName(level: number): LogLevelName | 'unknown' {
   return found === undefined ? 'unknown' : (found[0] as LogLevelName);
 }
 
-async function readTail(file: string, maxBytes: number): Promise<{ text: string; partial: boolean }> {
+async function readTail(
+  file: string,
+  maxBytes: number,
+): Promise<{ text: string; partial: boolean }> {
   let handle: Awaited<ReturnType<typeof open>>;
   try {
     handle = await open(file, 'r');

@@ -148,6 +148,7 @@ async function readQubeDetail(deps: ApiDependencies, name: string) {
 
 async function addForward(deps: ApiDependencies, qube: string, body: unknown) {
   const form = parseBody(forwardFormSchema, body);
+  rejectRouterMapping(form);
   const nowUnixSeconds = Math.floor(deps.context.nowUnixMs() / 1000);
   const parsed = parseForwardForm(form, nowUnixSeconds);
   if (!parsed.ok) {
@@ -161,6 +162,7 @@ async function addForward(deps: ApiDependencies, qube: string, body: unknown) {
 
 async function editForward(deps: ApiDependencies, qube: string, id: string, body: unknown) {
   const form = parseBody(forwardFormSchema, body);
+  rejectRouterMapping(form);
   const nowUnixSeconds = Math.floor(deps.context.nowUnixMs() / 1000);
   const parsed = parseForwardForm(form, nowUnixSeconds);
   if (!parsed.ok) {
@@ -230,7 +232,21 @@ function answerPrompt(deps: ApiDependencies, id: string, body: unknown) {
   return ok({ answered: id, allowed });
 }
 
-/** The `qvm-forward del RULE` form: it selects by protocol, ports and source. */
+/**
+ * Rejects `upstream=yes`, because `qvm-forward` then also requests a mapping
+ * from the home router, which the dashboard does not do yet.
+ */
+function rejectRouterMapping(form: Record<string, string | undefined>): void {
+  const value = form.upstream?.trim() ?? '';
+  if (value !== '' && value !== 'no') {
+    const message =
+      'the dashboard cannot map ports on the home router yet; add this forward with: ' +
+      'qvm-forward VMNAME add ... upstream=yes';
+    throw new ApiError(400, message, { fieldErrors: { upstream: [message] } });
+  }
+}
+
+/** Formats the `qvm-forward del RULE` command, which selects by protocol, ports and source. */
 function deleteCli(forward: ForwardRule): string {
   const words = formatRuleWords({ ...forward, expiresAtUnixSeconds: null, comment: null });
   return `qvm-forward ${forward.qube} del ${words}`;
@@ -239,7 +255,11 @@ function deleteCli(forward: ForwardRule): string {
 function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const parsed = schema.safeParse(body);
   if (!parsed.success) {
-    throw new ApiError(400, 'invalid request body; nothing was changed', zodFormErrors(parsed.error));
+    throw new ApiError(
+      400,
+      'invalid request body; nothing was changed',
+      zodFormErrors(parsed.error),
+    );
   }
   return parsed.data;
 }

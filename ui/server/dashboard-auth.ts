@@ -16,7 +16,7 @@ export function newDashboardToken(): string {
   return randomBytes(32).toString('base64url');
 }
 
-/** The cookie name carries the port: cookies are per host, not per port, and two labs may run side by side. */
+/** Returns the cookie name, which carries the port because cookies are per host, not per port, and two labs may run side by side. */
 export function sessionCookieName(port: number): string {
   return `qnb_dashboard_${port}`;
 }

@@ -12,14 +12,15 @@ import {
 import type { InventorySnapshot, QubeInfo } from '../../policy/network/qube-inventory.js';
 
 /**
- * What the dashboard shows, read from the same sources as the CLI: the
- * inventory and features through the Admin API, the forwards from the store.
+ * The data of the dashboard views, read from the same sources as the CLI:
+ * the inventory and features through the Admin API, the forwards from the
+ * store.
  */
 
 export interface QubeOverview extends QubeInfo {
   /** The netvms from the qube's own up to the uplink; empty without netvm. */
   chain: string[];
-  /** Why the chain could not be followed, or null. */
+  /** Reason the chain could not be followed, or null. */
   chainProblem: string | null;
   /** Null for dom0, which has no features of this project. */
   natTraversal: (NatTraversalSettings & { features: Record<string, string | null> }) | null;

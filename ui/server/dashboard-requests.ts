@@ -17,28 +17,30 @@ import {
 
 /**
  * Request bodies of the dashboard API and their validation. The forward form
- * sends the `qvm-forward` rule keys as fields; they become `key=value` words
- * and go through `parseRuleWords`, the parser of the CLI, so the GUI shows
- * the same messages as `qvm-forward add`.
+ * sends the `qvm-forward` rule keys as fields. They become `key=value` words
+ * for `parseRuleWords`, the parser of the CLI, so the GUI shows the same
+ * messages as `qvm-forward add`.
  */
 
-/** Longest value of one form field; longer values are rejected before parsing. */
+/** Maximum length of one form field; longer values are rejected before parsing. */
 const MAX_FIELD_LENGTH = 64;
 
-const field = z.string().max(MAX_FIELD_LENGTH).optional();
+const fieldSchema = z.string().max(MAX_FIELD_LENGTH).optional();
 
-export const forwardFormSchema = z.strictObject({
-  proto: field,
-  port: field,
-  'to-port': field,
-  src: field,
-  expire: field,
-  // Twice the rule limit, so an overlong comment gets the parser's message.
-  comment: z
-    .string()
-    .max(MAX_COMMENT_LENGTH * 2)
-    .optional(),
-});
+/** One optional string per rule key; the comment may be twice the rule limit, so an overlong one gets the parser's message. */
+export const forwardFormSchema = z.strictObject(
+  Object.fromEntries(
+    RULE_KEYS.map((key) => [
+      key,
+      key === 'comment'
+        ? z
+            .string()
+            .max(MAX_COMMENT_LENGTH * 2)
+            .optional()
+        : fieldSchema,
+    ]),
+  ) as Record<RuleKey, typeof fieldSchema>,
+);
 export type ForwardForm = z.infer<typeof forwardFormSchema>;
 
 export const natTraversalFormSchema = z.strictObject({

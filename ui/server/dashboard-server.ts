@@ -15,7 +15,7 @@ import { defaultStaticDir, loadStaticFiles, type StaticFile } from './static-fil
  * edit, through the same components and the same validation.
  */
 
-/** Largest request body accepted; the biggest form is well under 4 KiB. */
+/** Maximum request body size; the largest form is well under 4 KiB. */
 export const MAX_BODY_BYTES = 16 * 1024;
 
 export interface DashboardOptions {
@@ -100,14 +100,20 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
 
   async function serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
     if (!isLoopbackHost(request.headers.host, port)) {
-      logger.warn({ host: request.headers.host?.slice(0, 100) }, 'dashboard request with a foreign Host rejected');
+      logger.warn(
+        { host: request.headers.host?.slice(0, 100) },
+        'dashboard request with a foreign Host rejected',
+      );
       throw new HttpError(403, `invalid Host header; open http://127.0.0.1:${port}/`);
     }
     const url = new URL(request.url ?? '/', `http://127.0.0.1:${port}`);
 
     const auth = authenticate(request, url, port, options.token);
     if (!auth.ok) {
-      logger.warn({ method: request.method, path: url.pathname, reason: auth.reason }, 'dashboard request without a valid token rejected');
+      logger.warn(
+        { method: request.method, path: url.pathname, reason: auth.reason },
+        'dashboard request without a valid token rejected',
+      );
       response.setHeader('WWW-Authenticate', 'Bearer realm="qubes-nat-broker"');
       throw new HttpError(401, `${auth.reason}: open the dashboard URL with its token`);
     }
@@ -140,7 +146,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     }
 
     const segments = url.pathname.slice('/api/'.length).split('/').map(decodeSegment);
-    const body = request.method === 'POST' || request.method === 'PUT' ? await readJsonBody(request) : null;
+    const body =
+      request.method === 'POST' || request.method === 'PUT' ? await readJsonBody(request) : null;
     const result = await handleApi(
       { context: options.context, prompts, live: liveEvents, logFile: options.logFile },
       { method: request.method ?? 'GET', segments, query: url.searchParams, body },
@@ -176,7 +183,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
  */
 function checkMutation(request: IncomingMessage, port: number): void {
   const origin = request.headers.origin;
-  if (origin !== undefined && origin !== `http://127.0.0.1:${port}` && origin !== `http://localhost:${port}`) {
+  if (
+    origin !== undefined &&
+    origin !== `http://127.0.0.1:${port}` &&
+    origin !== `http://localhost:${port}`
+  ) {
     throw new HttpError(403, `cross-origin request from ${origin.slice(0, 100)} rejected`);
   }
   const hasBody = request.method === 'POST' || request.method === 'PUT';

@@ -24,7 +24,11 @@ export interface ForwardActionContext {
   logger: Logger;
 }
 
-/** Removes a forward of `qube` by id; with `leaseOnly`, only a NAT traversal lease. */
+/**
+ * Removes a forward of `qube` by id; with `leaseOnly`, only a NAT traversal lease.
+ * TODO: `qvm-forward del` also deletes the home router mapping of a forward
+ * added with `upstream=yes`; this does not yet.
+ */
 export function removeForwardById(
   context: ForwardActionContext,
   qube: string,

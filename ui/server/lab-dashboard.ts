@@ -1,8 +1,8 @@
 import { join } from 'node:path';
-import { createDom0Context, DOM0_LOG_FILE } from '../../policy/dom0-context.js';
 import { labVmEnvironment } from '../../lab/lab-env.js';
 import type { LabState } from '../../lab/lab-state.js';
 import { labPromptSocket } from '../../lab/services/lab-paths.js';
+import { createDom0Context, DOM0_LOG_FILE } from '../../policy/dom0-context.js';
 import { createLogger, type Logger } from '../../rpc/logger.js';
 import { newDashboardToken } from './dashboard-auth.js';
 import { type Dashboard, startDashboard } from './dashboard-server.js';

@@ -8,7 +8,7 @@ import type { PendingPrompt } from './pending-prompts.js';
  * The live stream of the dashboard (Server-Sent Events). While a page is
  * connected, the inventory, the features and the store are read every
  * `pollIntervalMs`, and an `overview` event goes out when anything changed,
- * whoever changed it (the CLI, the broker, expiry). `prompts` goes out when a
+ * by any writer (the CLI, the broker, expiry). `prompts` goes out when a
  * prompt arrives or leaves, `audit` when the dom0 log grew, and `problem`
  * when the state cannot be read.
  */

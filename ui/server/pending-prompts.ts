@@ -44,9 +44,7 @@ export class PendingPrompts {
   }
 
   async start(): Promise<void> {
-    this.disconnect = await answerPrompts(this.options.socketPath, (prompt) =>
-      this.hold(prompt),
-    );
+    this.disconnect = await answerPrompts(this.options.socketPath, (prompt) => this.hold(prompt));
     this.options.logger.info({ socket: this.options.socketPath }, 'dashboard follows prompts');
   }
 

@@ -31,7 +31,11 @@ const app = {
       const json = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
       return { ok: response.ok, status: response.status, body: json };
     } catch (error) {
-      return { ok: false, status: 0, body: { error: `cannot reach the dashboard: ${error.message}` } };
+      return {
+        ok: false,
+        status: 0,
+        body: { error: `cannot reach the dashboard: ${error.message}` },
+      };
     }
   },
 
@@ -49,13 +53,21 @@ const app = {
 let current = null;
 
 function route(moveFocus = true) {
-  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+  const parts = location.hash
+    .replace(/^#\/?/, '')
+    .split('/')
+    .filter(Boolean)
+    .map(decodeURIComponent);
   const [name = 'qubes', parameter] = parts;
   const view =
-    name === 'qubes' && parameter !== undefined ? qubeView
-      : name === 'mappings' ? mappingsView
-        : name === 'prompts' ? promptsView
-          : name === 'audit' ? auditView
+    name === 'qubes' && parameter !== undefined
+      ? qubeView
+      : name === 'mappings'
+        ? mappingsView
+        : name === 'prompts'
+          ? promptsView
+          : name === 'audit'
+            ? auditView
             : qubesView;
 
   current?.view.leave?.(app);
@@ -79,9 +91,11 @@ function route(moveFocus = true) {
 }
 
 function updateBadges() {
-  const mappings = app.overview?.forwards.filter((forward) => forward.natTraversal != null).length ?? 0;
+  const mappings =
+    app.overview?.forwards.filter((forward) => forward.natTraversal != null).length ?? 0;
   document.getElementById('mapping-count').textContent = mappings > 0 ? String(mappings) : '';
-  document.getElementById('prompt-count').textContent = app.prompts.length > 0 ? String(app.prompts.length) : '';
+  document.getElementById('prompt-count').textContent =
+    app.prompts.length > 0 ? String(app.prompts.length) : '';
 }
 
 function connect() {
@@ -105,7 +119,10 @@ function connect() {
     const before = new Set(app.prompts.map((prompt) => prompt.id));
     app.prompts = JSON.parse(event.data);
     const added = app.prompts.filter((prompt) => !before.has(prompt.id));
-    if (added.length > 0) app.announce(`New prompt: ${added[0].source} asks for ${added[0].service}+${added[0].argument}`);
+    if (added.length > 0)
+      app.announce(
+        `New prompt: ${added[0].source} asks for ${added[0].service}+${added[0].argument}`,
+      );
     updateBadges();
     current?.view.update?.(app);
   });

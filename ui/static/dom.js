@@ -40,9 +40,16 @@ export function replaceKeepingFocus(container, ...nodes) {
 
 /** Builds a table with a caption; `rows` are arrays of cells (strings or nodes). */
 export function table(caption, headers, rows, emptyText) {
-  const body = rows.length === 0
-    ? [el('tr', {}, el('td', { colspan: headers.length, class: 'empty', text: emptyText }))]
-    : rows.map((cells) => el('tr', {}, cells.map((cell) => el('td', {}, cell))));
+  const body =
+    rows.length === 0
+      ? [el('tr', {}, el('td', { colspan: headers.length, class: 'empty', text: emptyText }))]
+      : rows.map((cells) =>
+          el(
+            'tr',
+            {},
+            cells.map((cell) => el('td', {}, cell)),
+          ),
+        );
   return el(
     'div',
     { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': caption },
@@ -50,7 +57,15 @@ export function table(caption, headers, rows, emptyText) {
       'table',
       {},
       el('caption', { text: caption }),
-      el('thead', {}, el('tr', {}, headers.map((header) => el('th', { scope: 'col', text: header })))),
+      el(
+        'thead',
+        {},
+        el(
+          'tr',
+          {},
+          headers.map((header) => el('th', { scope: 'col', text: header })),
+        ),
+      ),
       el('tbody', {}, body),
     ),
   );
@@ -61,7 +76,11 @@ export function formatExpiry(expiresAtUnixSeconds, nowUnixSeconds) {
   if (expiresAtUnixSeconds === null || expiresAtUnixSeconds === undefined) return 'never';
   let remaining = Math.max(0, expiresAtUnixSeconds - nowUnixSeconds);
   const parts = [];
-  for (const [unit, suffix] of [[86400, 'd'], [3600, 'h'], [60, 'm']]) {
+  for (const [unit, suffix] of [
+    [86400, 'd'],
+    [3600, 'h'],
+    [60, 'm'],
+  ]) {
     if (remaining >= unit) {
       parts.push(`${Math.floor(remaining / unit)}${suffix}`);
       remaining %= unit;
@@ -71,9 +90,12 @@ export function formatExpiry(expiresAtUnixSeconds, nowUnixSeconds) {
   return `in ${parts.slice(0, 2).join(' ')}`;
 }
 
-/** A cell whose text counts down every second (see `tickCountdowns`). */
+/** Creates a cell whose text counts down every second (see `tickCountdowns`). */
 export function countdown(expiresAtUnixSeconds, nowUnixSeconds) {
-  const node = el('span', { class: 'countdown', text: formatExpiry(expiresAtUnixSeconds, nowUnixSeconds) });
+  const node = el('span', {
+    class: 'countdown',
+    text: formatExpiry(expiresAtUnixSeconds, nowUnixSeconds),
+  });
   if (expiresAtUnixSeconds !== null && expiresAtUnixSeconds !== undefined) {
     node.dataset.expiresAt = String(expiresAtUnixSeconds);
     node.title = new Date(expiresAtUnixSeconds * 1000).toLocaleString();
@@ -91,7 +113,7 @@ export function formatPorts(range) {
   return range.first === range.last ? String(range.first) : `${range.first}-${range.last}`;
 }
 
-/** A labelled form field with a slot for its errors, tied together with aria-describedby. */
+/** Creates a labelled form field with a slot for its errors, tied together with aria-describedby. */
 export function field(id, label, input, hint) {
   const errorId = `${id}-error`;
   const hintId = hint ? `${id}-hint` : null;
@@ -110,6 +132,7 @@ export function field(id, label, input, hint) {
 /** Shows server-side form errors next to their fields; returns the first field with an error. */
 export function showFormErrors(form, fieldIds, body) {
   clearFormErrors(form);
+  const formMessages = [...(body.formErrors ?? [])];
   let first = null;
   for (const [name, messages] of Object.entries(body.fieldErrors ?? {})) {
     const id = fieldIds[name];
@@ -120,16 +143,20 @@ export function showFormErrors(form, fieldIds, body) {
       input.setAttribute('aria-invalid', 'true');
       first ??= input;
     } else {
-      (body.formErrors ??= []).push(...messages);
+      formMessages.push(...messages);
     }
   }
   const formSlot = form.querySelector('.form-error');
-  const formMessages = body.formErrors ?? [];
-  formSlot.textContent = formMessages.length > 0 ? formMessages.join('\n') : first ? '' : body.error ?? '';
+  if (formMessages.length > 0) {
+    formSlot.textContent = formMessages.join('\n');
+  } else if (first === null) {
+    formSlot.textContent = body.error ?? '';
+  }
   return first ?? (formSlot.textContent !== '' ? formSlot : null);
 }
 
 export function clearFormErrors(form) {
   for (const slot of form.querySelectorAll('.field-error, .form-error')) slot.textContent = '';
-  for (const input of form.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
+  for (const input of form.querySelectorAll('[aria-invalid]'))
+    input.removeAttribute('aria-invalid');
 }

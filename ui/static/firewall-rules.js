@@ -2,8 +2,14 @@
 import { el, table } from './dom.js';
 
 const COLUMNS = [
-  ['action', 'Action'], ['dsthost', 'Host'], ['proto', 'Protocol'], ['dstports', 'Port(s)'],
-  ['specialtarget', 'Special target'], ['icmptype', 'ICMP type'], ['expire', 'Expire'], ['comment', 'Comment'],
+  ['action', 'Action'],
+  ['dsthost', 'Host'],
+  ['proto', 'Protocol'],
+  ['dstports', 'Port(s)'],
+  ['specialtarget', 'Special target'],
+  ['icmptype', 'ICMP type'],
+  ['expire', 'Expire'],
+  ['comment', 'Comment'],
 ];
 
 /** Splits one Admin API rule line (`key=value` words, `comment=` last) into its fields. */
@@ -28,6 +34,14 @@ export function firewallTable(rules) {
     const fields = parseFirewallRule(line);
     return [String(number), ...COLUMNS.map(([key]) => fields[key] ?? '-')];
   });
-  return el('div', { class: 'firewall' },
-    table('Firewall rules', ['No', ...COLUMNS.map(([, title]) => title)], rows, 'No rules: the qube has no network access.'));
+  return el(
+    'div',
+    { class: 'firewall' },
+    table(
+      'Firewall rules',
+      ['No', ...COLUMNS.map(([, title]) => title)],
+      rows,
+      'No rules: the qube has no network access.',
+    ),
+  );
 }

@@ -6,10 +6,18 @@ let nodes = null;
 
 export const mappingsView = {
   mount(root, _params, app) {
-    nodes = { app, list: el('div', {}, el('p', { text: 'Loading…' })), status: el('p', { class: 'status', role: 'status' }), key: '' };
+    nodes = {
+      app,
+      list: el('div', {}, el('p', { text: 'Loading…' })),
+      status: el('p', { class: 'status', role: 'status' }),
+      key: '',
+    };
     root.append(
       el('h2', { text: 'NAT traversal mappings' }),
-      el('p', { class: 'intro', text: 'Mappings that qubes requested through the broker. Revoking one removes it from every hop; the broker then drops its router mapping.' }),
+      el('p', {
+        class: 'intro',
+        text: 'Mappings that qubes requested through the broker. Revoking one removes it from every hop; the broker then drops its router mapping.',
+      }),
       nodes.list,
       nodes.status,
     );
@@ -31,15 +39,40 @@ export const mappingsView = {
         formatPorts(lease.ports),
         String(lease.natTraversal.internalPort),
         lease.natTraversal.via,
-        upstream ? el('span', { class: 'good', text: `mapped on the router (${upstream.via})` }) : el('span', { class: 'warn', text: 'no router mapping' }),
+        upstream
+          ? el('span', { class: 'good', text: `mapped on the router (${upstream.via})` })
+          : el('span', { class: 'warn', text: 'no router mapping' }),
         countdown(lease.expiresAtUnixSeconds, now),
         lease.comment ?? '',
-        el('button', { type: 'button', class: 'danger', text: 'Revoke', 'aria-label': `Revoke mapping ${label}`, dataset: { focusKey: `revoke-${lease.id}` }, on: { click: () => revoke(lease, label) } }),
+        el('button', {
+          type: 'button',
+          class: 'danger',
+          text: 'Revoke',
+          'aria-label': `Revoke mapping ${label}`,
+          dataset: { focusKey: `revoke-${lease.id}` },
+          on: { click: () => revoke(lease, label) },
+        }),
       ];
     });
     replaceKeepingFocus(
       nodes.list,
-      table('Live mappings', ['Qube', 'Proto', 'External address', 'Uplink port', 'Port in qube', 'Via', 'Upstream', 'Expires', 'Description', 'Actions'], rows, 'No live mappings.'),
+      table(
+        'Live mappings',
+        [
+          'Qube',
+          'Proto',
+          'External address',
+          'Uplink port',
+          'Port in qube',
+          'Via',
+          'Upstream',
+          'Expires',
+          'Description',
+          'Actions',
+        ],
+        rows,
+        'No live mappings.',
+      ),
     );
   },
 
@@ -52,7 +85,9 @@ async function revoke(lease, label) {
   const { app } = nodes;
   const result = await app.api('DELETE', `mappings/${lease.id}`);
   if (nodes === null) return;
-  nodes.status.textContent = result.ok ? `Revoked ${label}. Same as: ${result.body.cli}` : `Not revoked: ${result.body.error}`;
+  nodes.status.textContent = result.ok
+    ? `Revoked ${label}. Same as: ${result.body.cli}`
+    : `Not revoked: ${result.body.error}`;
   app.announce(nodes.status.textContent);
   nodes.list.closest('main')?.querySelector('h2')?.focus();
 }

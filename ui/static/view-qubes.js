@@ -23,7 +23,11 @@ export const qubesView = {
       const leases = own.filter((forward) => forward.natTraversal != null).length;
       const nat = qube.natTraversal;
       return [
-        el('a', { href: `#/qubes/${encodeURIComponent(qube.name)}`, text: qube.name, dataset: { focusKey: `qube-${qube.name}` } }),
+        el('a', {
+          href: `#/qubes/${encodeURIComponent(qube.name)}`,
+          text: qube.name,
+          dataset: { focusKey: `qube-${qube.name}` },
+        }),
         qube.klass,
         qube.running ? 'running' : 'halted',
         qube.ip ?? '–',
@@ -40,7 +44,19 @@ export const qubesView = {
       container,
       table(
         'Qubes known to dom0',
-        ['Qube', 'Class', 'State', 'IP', 'Network chain', 'NAT traversal', 'Allowed ports', 'Protocols', 'Max lease', 'Forwards', 'Mappings'],
+        [
+          'Qube',
+          'Class',
+          'State',
+          'IP',
+          'Network chain',
+          'NAT traversal',
+          'Allowed ports',
+          'Protocols',
+          'Max lease',
+          'Forwards',
+          'Mappings',
+        ],
         rows,
         'dom0 knows no qubes.',
       ),
