@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createLogger, type Logger } from '../../rpc/logger.js';
+import { startLabDashboard } from '../../ui/server/lab-dashboard.js';
 import { startLabComponents } from '../components.js';
 import { assertRoot, buildLab, teardownLab } from '../lab-builder.js';
 import { labVmEnvironment } from '../lab-env.js';
@@ -30,6 +31,7 @@ Commands:
   down               Tear the lab down (safe to repeat)
   status             Print the lab's VMs, addresses and processes
   exec VM -- CMD...  Run CMD as lab VM (dom0, work, sys-net, ...) and exit with its code
+  dashboard          Serve the dom0 dashboard for a running lab (up starts one too)
   restart VM         Restart a VM's network stack as a reboot would (tables flushed, rules restored)
   scenario NAME      Run a user story on a fresh lab of its own; exit 0 only if every step held
                      (manual-forward)
@@ -87,6 +89,8 @@ async function upCommand(context: CommandContext): Promise<number> {
     );
   };
 
+  let closeDashboard: (() => Promise<void>) | null = null;
+
   // A signal during the build or the wait tears the lab down before exiting.
   let signalled: NodeJS.Signals | null = null;
   let wake: (() => void) | null = null;
@@ -122,6 +126,9 @@ async function upCommand(context: CommandContext): Promise<number> {
       return 0;
     }
     if (signalled === null) {
+      const dashboard = await startLabDashboard(withComponents, context.log);
+      closeDashboard = () => dashboard.close();
+      process.stdout.write(`Dashboard (dom0 GUI): ${dashboard.loginUrl}\n`);
       process.stdout.write('Press Ctrl-C to tear the lab down.\n');
       if (context.answer === undefined) {
         await promptInTerminal(withComponents);
@@ -136,10 +143,26 @@ async function upCommand(context: CommandContext): Promise<number> {
     process.stdout.write(`Tearing lab "${context.prefix}" down...\n`);
     return 0;
   } finally {
+    await closeDashboard?.();
     await teardownOnce();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** Serves the dashboard for a running (detached) lab until Ctrl-C. */
+async function dashboardCommand(context: CommandContext): Promise<number> {
+  const state = readLabState(context.prefix);
+  const dashboard = await startLabDashboard(state, context.log);
+  process.stdout.write(`Dashboard (dom0 GUI): ${dashboard.loginUrl}\nPress Ctrl-C to stop it.\n`);
+  const keepAlive = setInterval(() => {}, 60_000);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  clearInterval(keepAlive);
+  await dashboard.close();
+  return 0;
 }
 
 async function downCommand(context: CommandContext): Promise<number> {
@@ -228,6 +251,7 @@ export const LAB_COMMANDS: Record<string, LabCommand> = {
   status: statusCommand,
   exec: execCommand,
   scenario: (context) => runScenario(context.args[0], context.prefix, context.log),
+  dashboard: dashboardCommand,
   restart: (context) => restartVm(context.args[0], context.prefix, context.log),
 };
 
@@ -291,6 +315,10 @@ function parseCommandLine(
 }
 
 async function main(argv: string[]): Promise<number> {
+  // When the terminal's Ctrl-C also ends a pipe reader (`npm run lab | tee`),
+  // writes fail with EPIPE; the teardown must still run.
+  process.stdout.on('error', () => {});
+  process.stderr.on('error', () => {});
   let parsed: ReturnType<typeof parseCommandLine>;
   try {
     parsed = parseCommandLine(argv);

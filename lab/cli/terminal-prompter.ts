@@ -10,6 +10,8 @@ import { answerPrompts, type PromptMessage } from '../services/prompt-socket.js'
  */
 export async function promptInTerminal(state: LabState): Promise<void> {
   const terminal = createInterface({ input: process.stdin, output: process.stdout });
+  // readline takes Ctrl-C from a terminal; pass it on so `lab up` tears down.
+  terminal.on('SIGINT', () => process.kill(process.pid, 'SIGINT'));
   let queue: Promise<unknown> = Promise.resolve();
 
   await answerPrompts(labPromptSocket(state), (prompt: PromptMessage) => {

@@ -148,7 +148,6 @@ async function readQubeDetail(deps: ApiDependencies, name: string) {
 
 async function addForward(deps: ApiDependencies, qube: string, body: unknown) {
   const form = parseBody(forwardFormSchema, body);
-  rejectRouterMapping(form);
   const nowUnixSeconds = Math.floor(deps.context.nowUnixMs() / 1000);
   const parsed = parseForwardForm(form, nowUnixSeconds);
   if (!parsed.ok) {
@@ -156,8 +155,10 @@ async function addForward(deps: ApiDependencies, qube: string, body: unknown) {
   }
 
   const forward = await deps.context.manager.add(qube, parsed.fields);
+  const router =
+    parsed.fields.upstream === true ? await deps.context.routerMappings.map(forward) : null;
   await deps.live.refresh();
-  return ok({ forward, cli: `qvm-forward ${qube} add ${parsed.words.join(' ')}` }, 201);
+  return ok({ forward, router, cli: `qvm-forward ${qube} add ${parsed.words.join(' ')}` }, 201);
 }
 
 async function editForward(deps: ApiDependencies, qube: string, id: string, body: unknown) {
@@ -178,6 +179,9 @@ async function editForward(deps: ApiDependencies, qube: string, id: string, body
 
 async function deleteForward(deps: ApiDependencies, qube: string, id: string, leaseOnly: boolean) {
   const removed = await removeForwardById(deps.context, qube, id, { leaseOnly });
+  if (removed.routerMapping != null) {
+    await deps.context.routerMappings.unmap(removed);
+  }
   await deps.live.refresh();
   return ok({ removed, cli: deleteCli(removed) });
 }
@@ -233,15 +237,13 @@ function answerPrompt(deps: ApiDependencies, id: string, body: unknown) {
 }
 
 /**
- * Rejects `upstream=yes`, because `qvm-forward` then also requests a mapping
- * from the home router, which the dashboard does not do yet.
+ * Rejects `upstream=yes` in an edit: the router mapping belongs to the old
+ * port, so such a forward is deleted and added again instead.
  */
 function rejectRouterMapping(form: Record<string, string | undefined>): void {
   const value = form.upstream?.trim() ?? '';
   if (value !== '' && value !== 'no') {
-    const message =
-      'the dashboard cannot map ports on the home router yet; add this forward with: ' +
-      'qvm-forward VMNAME add ... upstream=yes';
+    const message = 'a forward with a router mapping cannot be edited; delete it and add it again';
     throw new ApiError(400, message, { fieldErrors: { upstream: [message] } });
   }
 }

@@ -69,7 +69,8 @@ export function forwardFormWords(form: ForwardForm): string[] {
   const words: string[] = [];
   for (const key of RULE_KEYS) {
     const value = form[key]?.trim() ?? '';
-    if (value !== '') {
+    // `upstream=no` is the default, so the equivalent command leaves it out.
+    if (value !== '' && !(key === 'upstream' && value === 'no')) {
       words.push(`${key}=${value}`);
     }
   }

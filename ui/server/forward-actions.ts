@@ -25,9 +25,8 @@ export interface ForwardActionContext {
 }
 
 /**
- * Removes a forward of `qube` by id; with `leaseOnly`, only a NAT traversal lease.
- * TODO: `qvm-forward del` also deletes the home router mapping of a forward
- * added with `upstream=yes`; this does not yet.
+ * Removes a forward of `qube` by id; with `leaseOnly`, only a NAT traversal
+ * lease. The caller removes the forward's router mapping, if it had one.
  */
 export function removeForwardById(
   context: ForwardActionContext,

@@ -19,6 +19,7 @@ const FORWARD_FIELDS = {
   'to-port': 'fw-to-port',
   src: 'fw-src',
   expire: 'fw-expire',
+  upstream: 'fw-upstream',
   comment: 'fw-comment',
 };
 const NAT_FIELDS = {
@@ -196,6 +197,12 @@ function buildForwardForm() {
     }),
     src: el('input', { type: 'text', autocomplete: 'off', placeholder: 'any' }),
     expire: el('input', { type: 'text', autocomplete: 'off', placeholder: 'never' }),
+    upstream: el(
+      'select',
+      {},
+      el('option', { value: 'no', text: 'no' }),
+      el('option', { value: 'yes', text: 'yes, through the broker' }),
+    ),
     comment: el('input', { type: 'text', autocomplete: 'off', maxlength: '1024' }),
   };
   const f = nodes.formFields;
@@ -240,6 +247,12 @@ function buildForwardForm() {
       ),
       field('fw-expire', 'Expires', f.expire, '+SECONDS from now or a UNIX time; empty for never.'),
       field('fw-expire-preset', 'Quick expiry', preset),
+      field(
+        'fw-upstream',
+        'Map on the home router',
+        f.upstream,
+        'Also asks the home router for the same port (qvm-forward upstream=yes).',
+      ),
       field('fw-comment', 'Comment', f.comment),
     ),
     el('p', { class: 'form-error', role: 'alert' }),
