@@ -1,6 +1,7 @@
 import type { AgentState, DnatEntry, InputAcceptEntry } from '../rpc/agent-state.js';
 import { formatPortRange } from '../rpc/wire-types.js';
 import { renderRedirects } from './render-redirects.js';
+import { renderSnat } from './render-snat.js';
 import {
   type CustomChainEdit,
   FORWARD_CT_MARK_HEX,
@@ -49,6 +50,8 @@ export interface RenderedRuleset {
   natTraversalRedirectCount: number;
   /** Distinct addresses whose SSDP replies are accepted. */
   ssdpReplySourceCount: number;
+  /** Port-keeping source NAT entries of UDP leases (expired ones are left out). */
+  snatCount: number;
   /** Entries left out because their expiry had passed at render time. */
   expiredCount: number;
 }
@@ -154,6 +157,10 @@ export function renderRuleset(
   }
 
   const redirects = renderRedirects(state);
+  const snat = renderSnat(state, (expiresAtUnixSeconds) =>
+    elementTimeout(expiresAtUnixSeconds, nowUnixMs),
+  );
+  expiredCount += snat.expiredCount;
   const keyType = 'ipv4_addr . inet_proto . inet_service';
   const table = [
     `table ip ${NAT_BROKER_TABLE} {\n`,
@@ -162,6 +169,7 @@ export function renderRuleset(
     renderSet('map', MAP_FORWARD_DNAT_RANGE, `${keyType} : ipv4_addr`, dnatRange),
     renderSet('set', SET_INPUT_ACCEPT, keyType, inputAccept),
     redirects.declarations,
+    snat.declarations,
     // DNAT only what arrives from upstream (not from a downstream vif, group 2)
     // and is addressed to this VM. A key without an entry in the port map
     // falls through to the range rule, because a failed map lookup ends the rule.
@@ -179,6 +187,7 @@ export function renderRuleset(
     ...redirects.inputRules.map((rule) => `\t\t${rule}\n`),
     '\t}\n',
     redirects.chains,
+    snat.chains,
     '}\n',
   ].join('');
 
@@ -199,6 +208,7 @@ export function renderRuleset(
     inputAcceptCount: inputAccept.length,
     natTraversalRedirectCount: redirects.redirectCount,
     ssdpReplySourceCount: redirects.ssdpReplySourceCount,
+    snatCount: snat.snatCount,
     expiredCount,
   };
 }

@@ -1,5 +1,6 @@
 import { createLogger } from '../rpc/logger.js';
 import { readServiceInvocation } from '../rpc/qrexec/service-invocation.js';
+import { readServicePayload } from '../rpc/qrexec/service-payload.js';
 import { routerInfoSchema, writeRouterInfo } from './core/router-info-file.js';
 
 /**

@@ -84,6 +84,9 @@ function initialState(options: BuildLabOptions, plans: LabVmPlan[]): LabState {
       internetPeer: LAB_ADDRESSES.internetPeer,
       stunPrimary: LAB_ADDRESSES.stunPrimary,
       stunSecondary: LAB_ADDRESSES.stunSecondary,
+      remoteHomeWan: LAB_ADDRESSES.remoteHomeWan,
+      remoteHomeLan: LAB_ADDRESSES.remoteHomeLan,
+      remotePeer: LAB_ADDRESSES.remotePeer,
     },
     dom0: {
       qubesdSocket: join(dom0Dir, 'qubesd.sock'),

@@ -15,6 +15,7 @@ import {
   UPLINK_IFNAME,
   vifName,
 } from './lab-topology.js';
+import { renderRemoteHomeTables } from './remote-home.js';
 import { type RouterNatMode, renderRouterTables } from './router-config.js';
 import { renderStockNetvmTables, renderStockQubeTables } from './stock-qubes-tables.js';
 
@@ -72,6 +73,22 @@ function planLinks(plan: NetworkPlan): Map<string, string[]> {
     add(configure, inet, `addr add ${address}/32 dev lo`);
   }
 
+  // The remote home: inet eth1 <-> rhome wan0, and rhome lan0 <-> rpeer eth0.
+  const rhome = ns(plan, 'rhome');
+  const rpeer = ns(plan, 'rpeer');
+  add(create, rhome, `link add ${ROUTER_WAN_IFNAME} type veth peer name eth1 netns ${inet}`);
+  add(create, rhome, `link add lan0 type veth peer name eth0 netns ${rpeer}`);
+  add(configure, inet, `addr add ${a.remoteInternetGateway}/24 dev eth1`);
+  add(configure, inet, 'link set eth1 up');
+  add(configure, rhome, `addr add ${a.remoteHomeWan}/24 dev ${ROUTER_WAN_IFNAME}`);
+  add(configure, rhome, `link set ${ROUTER_WAN_IFNAME} up`);
+  add(configure, rhome, `addr add ${a.remoteHomeLan}/24 dev lan0`);
+  add(configure, rhome, 'link set lan0 up');
+  add(configure, rhome, `route add default via ${a.remoteInternetGateway}`);
+  add(configure, rpeer, `addr add ${a.remotePeer}/24 dev eth0`);
+  add(configure, rpeer, 'link set eth0 up');
+  add(configure, rpeer, `route add default via ${a.remoteHomeLan}`);
+
   // LAN: a bridge in the router with one port per LAN host.
   add(create, router, `link add ${ROUTER_LAN_BRIDGE} type bridge`);
   add(create, router, `link add ${LAN_PEER_PORT} type veth peer name eth0 netns ${lanpeer}`);
@@ -126,6 +143,7 @@ function planLinks(plan: NetworkPlan): Map<string, string[]> {
 /** Returns the nft script a VM loads, or null when it has no tables. */
 export function nftScriptFor(plan: NetworkPlan, vm: LabVmPlan): string | null {
   if (vm.kind === 'router') return renderRouterTables(plan.routerNat);
+  if (vm.kind === 'remote-router') return renderRemoteHomeTables();
   if (vm.providesNetwork !== null) {
     const clients = clientsOf(plan.vms, vm.name).filter((client) => client.address !== null);
     return renderStockNetvmTables({

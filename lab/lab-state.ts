@@ -23,6 +23,8 @@ export const labVmKindSchema = z.enum([
   'router',
   'lanpeer',
   'internet',
+  'remote-router',
+  'remote-peer',
 ]);
 export type LabVmKind = z.infer<typeof labVmKindSchema>;
 
@@ -67,6 +69,10 @@ export const labStateSchema = z.strictObject({
     internetPeer: z.string(),
     stunPrimary: z.string(),
     stunSecondary: z.string(),
+    /** The remote home's router on the internet, and the peer on its LAN; absent in older labs. */
+    remoteHomeWan: z.string().optional(),
+    remoteHomeLan: z.string().optional(),
+    remotePeer: z.string().optional(),
   }),
   dom0: z.strictObject({
     qubesdSocket: z.string(),

@@ -17,6 +17,11 @@ export const LAB_ADDRESSES = {
   internetPeer: '198.51.100.10',
   stunPrimary: '198.51.100.1',
   stunSecondary: '198.51.100.2',
+  /** The remote home: another household on the internet, behind an ordinary NAT. */
+  remoteInternetGateway: '192.0.2.254',
+  remoteHomeWan: '192.0.2.1',
+  remoteHomeLan: '192.168.88.1',
+  remotePeer: '192.168.88.50',
 } as const;
 
 export const STUN_PORT = 3478;
@@ -66,7 +71,19 @@ function vm(plan: Partial<LabVmPlan> & Pick<LabVmPlan, 'name' | 'kind'>): LabVmP
 export function planLabVms(withVpn: boolean): LabVmPlan[] {
   const vms: LabVmPlan[] = [
     vm({ name: 'dom0', kind: 'dom0' }),
-    vm({ name: 'inet', kind: 'internet', address: LAB_ADDRESSES.internetGateway }),
+    vm({
+      name: 'inet',
+      kind: 'internet',
+      address: LAB_ADDRESSES.internetGateway,
+      forwards: true,
+    }),
+    vm({
+      name: 'rhome',
+      kind: 'remote-router',
+      address: LAB_ADDRESSES.remoteHomeWan,
+      forwards: true,
+    }),
+    vm({ name: 'rpeer', kind: 'remote-peer', address: LAB_ADDRESSES.remotePeer }),
     vm({ name: 'router', kind: 'router', address: LAB_ADDRESSES.routerLan, forwards: true }),
     vm({ name: 'lanpeer', kind: 'lanpeer', address: LAB_ADDRESSES.lanPeer }),
     vm({

@@ -7,6 +7,7 @@ const daemon = new Dom0Daemon({
   adminApi: context.adminApi,
   manager: context.manager,
   leases: context.leases,
+  onNatTraversalChanged: () => context.routerMappings.refreshBrokerClients(),
   logger: context.logger,
 });
 

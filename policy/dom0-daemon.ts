@@ -30,6 +30,8 @@ export interface Dom0DaemonOptions {
   adminApi: AdminApi;
   manager: ForwardManager;
   leases?: LeaseManager;
+  /** Called after the set of NAT traversal qubes may have changed (tells the broker). */
+  onNatTraversalChanged?: () => Promise<unknown>;
   logger: Logger;
   nowUnixMs?: () => number;
 }
@@ -121,6 +123,10 @@ export class Dom0Daemon {
       }
     }
     await this.reloadAll(`${event} on ${subject}`);
+    const notify = this.options.onNatTraversalChanged;
+    if (notify !== undefined) {
+      await this.guard('tell the broker', notify);
+    }
   }
 
   private async reloadAll(reason: string): Promise<void> {

@@ -79,6 +79,25 @@ export const natTraversalRedirectSchema = z.strictObject({
 });
 export type NatTraversalRedirect = z.infer<typeof natTraversalRedirectSchema>;
 
+/**
+ * In a netvm: a static source NAT that keeps a NAT traversal lease's port on
+ * the way out. A new UDP flow from `sourceAddress`:`sourcePort` (the hop
+ * below: the qube or the netvm under this one) that leaves through the
+ * uplink gets the source port `toPort` and the outgoing interface's address
+ * (`masquerade to :PORT`), so every remote host sees the same address and
+ * port, the one the lease's inbound DNAT answers on (endpoint-independent
+ * mapping, RFC 4787 REQ-1).
+ */
+export const snatEntrySchema = z.strictObject({
+  forwardId: forwardIdSchema,
+  protocol: z.literal('udp'),
+  sourceAddress: ipv4AddressSchema,
+  sourcePort: portSchema,
+  toPort: portSchema,
+  expiresAtUnixSeconds: unixSecondsSchema.nullable(),
+});
+export type SnatEntry = z.infer<typeof snatEntrySchema>;
+
 export const agentStateSchema = z.strictObject({
   version: z.literal(AGENT_STATE_VERSION),
   vm: qubeNameSchema,
@@ -95,6 +114,8 @@ export const agentStateSchema = z.strictObject({
    * search.
    */
   ssdpReplySources: z.array(ipv4AddressSchema).max(16).default([]),
+  /** Netvm only: port-keeping source NAT of UDP NAT traversal leases; absent means none. */
+  snat: z.array(snatEntrySchema).max(MAX_AGENT_ENTRIES).optional(),
 });
 export type AgentState = z.infer<typeof agentStateSchema>;
 

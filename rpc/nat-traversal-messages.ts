@@ -14,9 +14,17 @@ import {
  * source, the service with its argument and the target, never the payload.
  * dom0 checks that payload and argument agree.
  *
+ * A STUN request asks for a mapping of whatever source port the application
+ * used, so its grant argument names the class of request instead of a port
+ * (`QUBE+udp+stun`): one policy line then allows peer-to-peer use without a
+ * prompt per call. The port travels in the payload (`internalPort`), and dom0
+ * checks it against the qube's allowed ports. Renewals and releases always
+ * name the port.
+ *
  * | service                          | policy | payload → reply |
  * | -------------------------------- | ------ | --------------- |
  * | qubes.NatTraversal+Q+PROTO+PORT  | ask    | MappingGrantRequest → MappingGrantReply |
+ * | qubes.NatTraversal+Q+udp+stun    | ask    | MappingGrantRequest with internalPort → MappingGrantReply |
  * | qubes.NatTraversalRenew+Q+P+PORT | allow  | MappingRenewRequest → MappingGrantReply |
  * | qubes.NatTraversalRelease+Q+P+PORT | allow | (empty) → ReleaseReply |
  * | qubes.NatTraversalClients        | allow  | (empty) → ClientsReply |
@@ -29,24 +37,48 @@ export const NAT_TRAVERSAL_RELEASE_SERVICE = 'qubes.NatTraversalRelease';
 export const NAT_TRAVERSAL_CLIENTS_SERVICE = 'qubes.NatTraversalClients';
 export const NAT_TRAVERSAL_LEASES_SERVICE = 'qubes.NatTraversalLeases';
 
-/** `QUBE+PROTO+PORT`, for example `work+tcp+51413`. */
+/** The word that stands for the port in the grant argument of a STUN request. */
+export const STUN_REQUEST_CLASS = 'stun';
+
+/**
+ * `QUBE+PROTO+PORT`, for example `work+tcp+51413`; with `requestClass`
+ * 'stun' the formatted argument is `QUBE+udp+stun` and the port is left out.
+ */
 export interface MappingArgument {
   qube: string;
   protocol: 'tcp' | 'udp';
   internalPort: number;
+  requestClass?: 'port' | 'stun';
 }
 
+/** A parsed argument: `internalPort` is null for `QUBE+udp+stun`, whose port is in the payload. */
+export type ParsedMappingArgument =
+  | { qube: string; protocol: 'tcp' | 'udp'; internalPort: number; requestClass: 'port' }
+  | { qube: string; protocol: 'udp'; internalPort: null; requestClass: 'stun' };
+
 export function formatMappingArgument(argument: MappingArgument): string {
+  if (argument.requestClass === 'stun') {
+    return `${argument.qube}+udp+${STUN_REQUEST_CLASS}`;
+  }
   return `${argument.qube}+${argument.protocol}+${argument.internalPort}`;
 }
 
-/** Parses `QUBE+PROTO+PORT`; returns null when any part is invalid. */
-export function parseMappingArgument(text: string): MappingArgument | null {
+/**
+ * Parses `QUBE+PROTO+PORT` or `QUBE+udp+stun`; returns null when any part is
+ * invalid. STUN runs over UDP only, so `QUBE+tcp+stun` is invalid.
+ */
+export function parseMappingArgument(text: string): ParsedMappingArgument | null {
   const parts = text.split('+');
   if (parts.length !== 3) {
     return null;
   }
   const [qube = '', protocol = '', portText = ''] = parts;
+  if (portText === STUN_REQUEST_CLASS) {
+    const parsed = qubeNameSchema.safeParse(qube);
+    return parsed.success && protocol === 'udp'
+      ? { qube: parsed.data, protocol: 'udp', internalPort: null, requestClass: 'stun' }
+      : null;
+  }
   const parsed = z
     .strictObject({
       qube: qubeNameSchema,
@@ -58,7 +90,7 @@ export function parseMappingArgument(text: string): MappingArgument | null {
       protocol,
       internalPort: /^[1-9]\d{0,4}$/.test(portText) ? Number(portText) : Number.NaN,
     });
-  return parsed.success ? parsed.data : null;
+  return parsed.success ? { ...parsed.data, requestClass: 'port' } : null;
 }
 
 export const mappingViaSchema = z.enum(['upnp', 'natpmp', 'pcp', 'stun']);
@@ -70,6 +102,11 @@ export const mappingGrantRequestSchema = z.strictObject({
   via: mappingViaSchema,
   /** Client-supplied text such as the IGD NewPortMappingDescription; shown in listings only. */
   description: z.string().max(256),
+  /**
+   * The port in the qube. Required when the argument is `QUBE+udp+stun`;
+   * otherwise optional and, when present, equal to the argument's port.
+   */
+  internalPort: portSchema.optional(),
 });
 export type MappingGrantRequest = z.infer<typeof mappingGrantRequestSchema>;
 
@@ -84,6 +121,8 @@ export const mappingRenewRequestSchema = z.strictObject({
   lifetimeSeconds: z.number().int().min(1).max(604_800),
   /** The router mapping, once the broker has one; null when the router offers none. */
   upstream: upstreamMappingSchema.nullable(),
+  /** When present, equal to the argument's port; renewals always name the port in the argument. */
+  internalPort: portSchema.optional(),
 });
 export type MappingRenewRequest = z.infer<typeof mappingRenewRequestSchema>;
 
@@ -145,10 +184,11 @@ export const leasesReplySchema = z.strictObject({
 export type LeasesReply = z.infer<typeof leasesReplySchema>;
 
 /**
- * dom0 → broker: map or unmap a manual forward's uplink port on the home
- * router (`qubes.NatBrokerUpstream`, callable by dom0 only).
+ * dom0 → broker (`qubes.NatBrokerControl`, callable by dom0 only): map or
+ * unmap a manual forward's uplink port on the home router, or read the list
+ * of NAT traversal clients again after a qube's features changed.
  */
-export const NAT_BROKER_UPSTREAM_SERVICE = 'qubes.NatBrokerUpstream';
+export const NAT_BROKER_CONTROL_SERVICE = 'qubes.NatBrokerControl';
 
 export const upstreamControlRequestSchema = z.discriminatedUnion('action', [
   z.strictObject({
@@ -163,12 +203,14 @@ export const upstreamControlRequestSchema = z.discriminatedUnion('action', [
     protocol: transportProtocolSchema,
     uplinkPort: portSchema,
   }),
+  z.strictObject({ action: z.literal('refresh-clients') }),
 ]);
 export type UpstreamControlRequest = z.infer<typeof upstreamControlRequestSchema>;
 
 export const upstreamControlReplySchema = z.discriminatedUnion('result', [
   z.strictObject({ result: z.literal('mapped'), mapping: upstreamMappingSchema }),
   z.strictObject({ result: z.literal('unmapped') }),
+  z.strictObject({ result: z.literal('refreshed'), clients: z.number().int().min(0) }),
   z.strictObject({ result: z.enum(['unavailable', 'failed']), message: z.string().max(1024) }),
 ]);
 export type UpstreamControlReply = z.infer<typeof upstreamControlReplySchema>;

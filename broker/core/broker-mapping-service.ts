@@ -26,6 +26,12 @@ import type { UpstreamPort } from './upstream-port.js';
 export const DENIAL_MEMORY_MS = 30_000;
 /** How often the broker compares its leases with dom0's, to notice revocations. */
 export const LEASE_SYNC_INTERVAL_MS = 5_000;
+/**
+ * A STUN client repeats Binding requests every few seconds. While more than
+ * this part of a STUN lease is left, a repeated request is answered from the
+ * lease without a call to dom0.
+ */
+export const STUN_RENEW_AFTER_FRACTION = 0.5;
 
 interface BrokerLease {
   mapping: Mapping;
@@ -110,10 +116,13 @@ export class BrokerMappingService implements MappingService {
       };
     }
 
+    // A STUN request asks dom0 for QUBE+udp+stun, so one policy line can
+    // allow every STUN mapping of a qube; other requests name their port.
     const argument: MappingArgument = {
       qube: client.qube,
       protocol: request.protocol,
       internalPort: request.internalPort,
+      requestClass: request.via === 'stun' && request.protocol === 'udp' ? 'stun' : 'port',
     };
     const key = leaseKey(argument);
     const deniedUntilMs = this.deniedUntilMs.get(key) ?? 0;
@@ -122,6 +131,9 @@ export class BrokerMappingService implements MappingService {
     }
 
     const existing = this.leases.get(key);
+    if (existing !== undefined && this.freshStunLease(existing, request)) {
+      return { code: MappingResultCode.granted, mapping: existing.mapping };
+    }
     let reply: MappingGrantReply | null = null;
     if (existing !== undefined) {
       reply = await this.options.dom0.renew(argument, {
@@ -138,6 +150,7 @@ export class BrokerMappingService implements MappingService {
       lifetimeSeconds: request.lifetimeSeconds,
       via: request.via,
       description: request.description,
+      ...(argument.requestClass === 'stun' ? { internalPort: argument.internalPort } : {}),
     });
 
     if (reply.result !== 'granted') {
@@ -159,6 +172,15 @@ export class BrokerMappingService implements MappingService {
       await this.drop(lease, { releaseInDom0: true });
     }
     return matching.length;
+  }
+
+  /** True for a repeated STUN request whose lease has most of its lifetime left. */
+  private freshStunLease(lease: BrokerLease, request: MappingRequest): boolean {
+    if (request.via !== 'stun' || lease.mapping.via !== 'stun') {
+      return false;
+    }
+    const leftMs = lease.mapping.expiresAtUnixMs - this.nowMs();
+    return leftMs > lease.mapping.lifetimeSeconds * 1000 * STUN_RENEW_AFTER_FRACTION;
   }
 
   /** Maps on the router (or falls back to sys-net's address) and records the lease. */
@@ -227,7 +249,8 @@ export class BrokerMappingService implements MappingService {
     });
 
     // Tell dom0 where the router mapping points, for listings; no prompt.
-    await this.options.dom0
+    // The client's answer does not wait for it.
+    void this.options.dom0
       .renew(argument, {
         lifetimeSeconds: reply.lifetimeSeconds,
         upstream: upstreamMapped

@@ -12,8 +12,9 @@ import type { UpstreamPort } from './upstream-port.js';
 
 /**
  * A Unix socket in the broker's state folder through which the
- * `qubes.NatBrokerUpstream` service (a separate process per call, started
- * by qrexec) reaches the running broker's router client. One JSON request
+ * `qubes.NatBrokerControl` service (a separate process per call, started
+ * by qrexec) reaches the running broker: its router client and its client
+ * list. One JSON request
  * line, one JSON reply line. The socket is mode 0600 in a root-owned folder.
  */
 
@@ -31,6 +32,7 @@ export class ControlSocketServer {
   constructor(
     private readonly path: string,
     private readonly upstream: () => UpstreamPort | null,
+    private readonly refreshClients: () => Promise<number>,
     private readonly logger: Logger,
   ) {
     this.server = createServer((socket) => {
@@ -75,6 +77,9 @@ export class ControlSocketServer {
       return { result: 'failed', message: 'invalid request: not JSON' };
     }
 
+    if (request.action === 'refresh-clients') {
+      return { result: 'refreshed', clients: await this.refreshClients() };
+    }
     const upstream = this.upstream();
     if (upstream === null) {
       return { result: 'unavailable', message: 'sys-net has not reported a home router' };

@@ -44,14 +44,20 @@ export class Dom0Client {
     return this.callMapping(NAT_TRAVERSAL_SERVICE, argument, request, GRANT_TIMEOUT_MS);
   }
 
+  /** Renewals name the port (`QUBE+PROTO+PORT`), also for leases granted as `QUBE+udp+stun`. */
   async renew(argument: MappingArgument, request: MappingRenewRequest): Promise<MappingGrantReply> {
-    return this.callMapping(NAT_TRAVERSAL_RENEW_SERVICE, argument, request, QUICK_CALL_TIMEOUT_MS);
+    return this.callMapping(
+      NAT_TRAVERSAL_RENEW_SERVICE,
+      { ...argument, requestClass: 'port' },
+      request,
+      QUICK_CALL_TIMEOUT_MS,
+    );
   }
 
   async release(argument: MappingArgument): Promise<number> {
     const reply = await this.call(
       NAT_TRAVERSAL_RELEASE_SERVICE,
-      formatMappingArgument(argument),
+      formatMappingArgument({ ...argument, requestClass: 'port' }),
       '',
     );
     return parseReply(releaseReplySchema, reply, NAT_TRAVERSAL_RELEASE_SERVICE).removed;

@@ -23,7 +23,7 @@ export function labServiceTable(): Record<string, LabServiceEntry> {
   };
   return {
     'qubes.NatBrokerApply': { argv: [node, join(distRoot(), 'agent-hooks', 'apply-service.js')] },
-    'qubes.NatBrokerUpstream': { argv: [node, join(distRoot(), 'broker', 'upstream-service.js')] },
+    'qubes.NatBrokerControl': { argv: [node, join(distRoot(), 'broker', 'control-service.js')] },
     'qubes.NatBrokerRouterInfo': {
       argv: [node, join(distRoot(), 'broker', 'router-info-service.js')],
     },

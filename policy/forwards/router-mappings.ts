@@ -1,7 +1,7 @@
 import type { AdminApi } from '../../rpc/admin-api/admin-api.js';
 import type { Logger } from '../../rpc/logger.js';
 import {
-  NAT_BROKER_UPSTREAM_SERVICE,
+  NAT_BROKER_CONTROL_SERVICE,
   type UpstreamControlReply,
   type UpstreamControlRequest,
   upstreamControlReplySchema,
@@ -13,8 +13,9 @@ import type { ForwardManager } from './forward-manager.js';
 import type { ForwardRule } from './forward-rule.js';
 
 /**
- * Router mappings of manual forwards (`upstream=yes`): dom0 asks the broker
- * VM, which holds the home router client, through `qubes.NatBrokerUpstream`.
+ * dom0's calls to the broker VM through `qubes.NatBrokerControl`: router
+ * mappings of manual forwards (`upstream=yes`), which the broker's home
+ * router client makes, and client-list refreshes.
  * A forward works up to sys-net's LAN address without it, so a failure here
  * is reported but never undoes the forward.
  */
@@ -66,6 +67,11 @@ export class RouterMappings {
     return reply;
   }
 
+  /** Tells the broker that the set of NAT traversal qubes changed, so it reads it again. */
+  async refreshBrokerClients(): Promise<UpstreamControlReply> {
+    return this.call({ action: 'refresh-clients' });
+  }
+
   private async call(request: UpstreamControlRequest): Promise<UpstreamControlReply> {
     const inventory = await this.options.inventory.snapshot();
     const topology = await readNatTraversalTopology(this.options.adminApi, inventory);
@@ -79,7 +85,7 @@ export class RouterMappings {
     const result = await this.options.transport.call(
       {
         target: topology.broker.name,
-        service: NAT_BROKER_UPSTREAM_SERVICE,
+        service: NAT_BROKER_CONTROL_SERVICE,
         payload: JSON.stringify(request),
       },
       { timeoutMs: CALL_TIMEOUT_MS },
@@ -94,7 +100,7 @@ export class RouterMappings {
     }
     return {
       result: 'failed',
-      message: `${NAT_BROKER_UPSTREAM_SERVICE} in ${topology.broker.name} exited with ${result.exitCode}`,
+      message: `${NAT_BROKER_CONTROL_SERVICE} in ${topology.broker.name} exited with ${result.exitCode}`,
     };
   }
 }

@@ -1,4 +1,5 @@
 import { readServiceInvocation } from '../../rpc/qrexec/service-invocation.js';
+import { readServicePayload } from '../../rpc/qrexec/service-payload.js';
 import { createDom0Context } from '../dom0-context.js';
 import { ServiceInputError } from './decision-service.js';
 
@@ -19,7 +20,13 @@ if (!invocation.ok) {
 }
 
 const context = createDom0Context(process.env);
-const payload = await readStdin();
+const payload = await readServicePayload(MAX_PAYLOAD_BYTES);
+if (payload === null) {
+  process.stdout.write(
+    `${JSON.stringify({ error: `payload larger than ${MAX_PAYLOAD_BYTES} bytes` })}\n`,
+  );
+  process.exit(2);
+}
 
 try {
   const reply = await context.decisions.handle({
@@ -39,20 +46,4 @@ try {
   }
   process.stdout.write(`${JSON.stringify({ error: (error as Error).message })}\n`);
   process.exitCode = invalid ? 2 : 1;
-}
-
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of process.stdin) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_PAYLOAD_BYTES) {
-      process.stdout.write(
-        `${JSON.stringify({ error: `payload larger than ${MAX_PAYLOAD_BYTES} bytes` })}\n`,
-      );
-      process.exit(2);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

@@ -13,6 +13,7 @@ import {
   NAT_TRAVERSAL_RELEASE_SERVICE,
   NAT_TRAVERSAL_RENEW_SERVICE,
   NAT_TRAVERSAL_SERVICE,
+  type ParsedMappingArgument,
   parseMappingArgument,
 } from '../../rpc/nat-traversal-messages.js';
 import type { InventorySnapshot, QubeInventory } from '../network/qube-inventory.js';
@@ -32,7 +33,8 @@ import { readNatTraversalTopology } from './nat-topology.js';
  * the broker VM, the qube has NAT traversal enabled, the protocol and port
  * are in its allowed lists, the lease is clamped to its maximum, and the
  * internal address is the qube's own. The policy prompt has already shown
- * the dom0 user `QUBE+PROTO+PORT` when the request reaches this code.
+ * the dom0 user `QUBE+PROTO+PORT` (or `QUBE+udp+stun` for a STUN request,
+ * whose port is in the payload) when the request reaches this code.
  */
 
 export class ServiceInputError extends Error {
@@ -73,9 +75,9 @@ export class DecisionService {
       case NAT_TRAVERSAL_SERVICE:
         return this.grant(parseArgument(call.argument), call.payload);
       case NAT_TRAVERSAL_RENEW_SERVICE:
-        return this.renew(parseArgument(call.argument), call.payload);
+        return this.renew(portArgument(call.argument), call.payload);
       case NAT_TRAVERSAL_RELEASE_SERVICE: {
-        const argument = parseArgument(call.argument);
+        const argument = portArgument(call.argument);
         const removed = await this.options.leases.release(
           argument.qube,
           argument.protocol,
@@ -92,8 +94,14 @@ export class DecisionService {
     }
   }
 
-  private async grant(argument: MappingArgument, payload: string): Promise<MappingGrantReply> {
+  private async grant(parsed: ParsedMappingArgument, payload: string): Promise<MappingGrantReply> {
     const request = parsePayload(mappingGrantRequestSchema, payload);
+    const argument = grantArgument(parsed, request.internalPort);
+    if (argument.requestClass === 'stun' && request.via !== 'stun') {
+      throw new ServiceInputError(
+        `invalid payload: via ${request.via} with ${parsed.qube}+udp+stun; that argument is for STUN requests`,
+      );
+    }
     const checked = await this.check(argument, request.internalAddress);
     if ('result' in checked) {
       return checked;
@@ -124,6 +132,11 @@ export class DecisionService {
 
   private async renew(argument: MappingArgument, payload: string): Promise<MappingGrantReply> {
     const request = parsePayload(mappingRenewRequestSchema, payload);
+    if (request.internalPort !== undefined && request.internalPort !== argument.internalPort) {
+      throw new ServiceInputError(
+        `invalid payload: internalPort ${request.internalPort} differs from the argument's port ${argument.internalPort}`,
+      );
+    }
     const existing = await this.options.leases.find(
       argument.qube,
       argument.protocol,
@@ -254,14 +267,46 @@ export class DecisionService {
   }
 }
 
-function parseArgument(text: string): MappingArgument {
+function parseArgument(text: string): ParsedMappingArgument {
   const argument = parseMappingArgument(text);
   if (argument === null) {
     throw new ServiceInputError(
-      `invalid argument ${JSON.stringify(text)}: expected QUBE+tcp|udp+PORT`,
+      `invalid argument ${JSON.stringify(text)}: expected QUBE+tcp|udp+PORT or QUBE+udp+stun`,
     );
   }
   return argument;
+}
+
+/** Renewals and releases name the port: `QUBE+udp+stun` is for grants only. */
+function portArgument(text: string): MappingArgument {
+  const argument = parseArgument(text);
+  if (argument.internalPort === null) {
+    throw new ServiceInputError(
+      `invalid argument ${JSON.stringify(text)}: renewals and releases name the port, QUBE+PROTO+PORT`,
+    );
+  }
+  return argument;
+}
+
+/** Joins the grant argument and the payload's port; a STUN grant takes its port from the payload. */
+function grantArgument(
+  parsed: ParsedMappingArgument,
+  payloadPort: number | undefined,
+): MappingArgument {
+  if (parsed.internalPort === null) {
+    if (payloadPort === undefined) {
+      throw new ServiceInputError(
+        `invalid payload: ${parsed.qube}+udp+stun needs internalPort, the qube's UDP source port`,
+      );
+    }
+    return { qube: parsed.qube, protocol: 'udp', internalPort: payloadPort, requestClass: 'stun' };
+  }
+  if (payloadPort !== undefined && payloadPort !== parsed.internalPort) {
+    throw new ServiceInputError(
+      `invalid payload: internalPort ${payloadPort} differs from the argument's port ${parsed.internalPort}`,
+    );
+  }
+  return parsed;
 }
 
 function parsePayload<T>(

@@ -19,6 +19,14 @@ export const NAT_TRAVERSAL_PROTOCOLS_FEATURE = 'nat-traversal-protocols';
 export const NAT_TRAVERSAL_MAX_LEASE_FEATURE = 'nat-traversal-max-lease';
 /** Feature of the broker VM (`qvm-features sys-nat nat-broker 1`): dom0 redirects to it and accepts its calls. */
 export const NAT_BROKER_FEATURE = 'nat-broker';
+/**
+ * Feature of the broker VM: the UDP ports whose traffic from enabled qubes
+ * the netvms send to the broker as STUN (`qvm-features sys-nat
+ * nat-traversal-stun-ports 3478,19302`); the broker's QNB_STUN_PORTS must match.
+ */
+export const NAT_TRAVERSAL_STUN_PORTS_FEATURE = 'nat-traversal-stun-ports';
+/** Most STUN ports a netvm redirects, the bound of the agent state. */
+export const MAX_STUN_PORTS = 8;
 
 /** Ports below 1024 are privileged services; a qube gets them only when its feature says so. */
 export const DEFAULT_ALLOWED_PORTS: PortRange[] = [{ first: 1024, last: 65535 }];
@@ -131,4 +139,22 @@ function parseProtocolList(text: string): TransportProtocol[] | null {
     protocols.add(protocol);
   }
   return [...protocols];
+}
+
+/**
+ * Parses the STUN port feature: single ports, comma-separated, at most
+ * MAX_STUN_PORTS. Returns the ports or an error naming the value and the fix.
+ */
+export function parseStunPorts(text: string): { ports: number[] } | { problem: string } {
+  const ranges = parsePortList(text);
+  if (
+    ranges === null ||
+    ranges.some((range) => range.first !== range.last) ||
+    ranges.length > MAX_STUN_PORTS
+  ) {
+    return {
+      problem: `invalid ${NAT_TRAVERSAL_STUN_PORTS_FEATURE}=${JSON.stringify(text)}: use up to ${MAX_STUN_PORTS} single ports, comma-separated, e.g. 3478,19302`,
+    };
+  }
+  return { ports: [...new Set(ranges.map((range) => range.first))] };
 }

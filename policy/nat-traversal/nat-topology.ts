@@ -1,7 +1,12 @@
 import type { AgentState } from '../../rpc/agent-state.js';
 import type { NatTraversalClient } from '../../rpc/nat-traversal-messages.js';
 import type { AdminApiReader, InventorySnapshot } from '../network/qube-inventory.js';
-import { NAT_BROKER_FEATURE, readNatTraversalSettings } from './nat-settings.js';
+import {
+  NAT_BROKER_FEATURE,
+  NAT_TRAVERSAL_STUN_PORTS_FEATURE,
+  parseStunPorts,
+  readNatTraversalSettings,
+} from './nat-settings.js';
 
 /**
  * Which qubes have NAT traversal enabled and where their broker is: the part
@@ -12,7 +17,17 @@ import { NAT_BROKER_FEATURE, readNatTraversalSettings } from './nat-settings.js'
 export const IGD_HTTP_PORT = 2189;
 export const NATPMP_PORT = 5351;
 export const SSDP_PORT = 1900;
-/** STUN ports redirected to the broker: the IANA STUN port and the one Google's public servers use. */
+/**
+ * STUN ports redirected to the broker by default: the IANA STUN port and the
+ * one Google's public servers use. The broker VM's feature
+ * nat-traversal-stun-ports replaces them.
+ *
+ * NOTE: only these destination ports are redirected, so an ICE connectivity
+ * check (a STUN request with USERNAME and MESSAGE-INTEGRITY) to a peer whose
+ * candidate port is one of them reaches the broker instead of the peer. The
+ * broker cannot pass it on: the original destination is known only to the
+ * netvm's conntrack, and Node has no SO_ORIGINAL_DST.
+ */
 export const DEFAULT_STUN_PORTS = [3478, 19302];
 
 export interface NatTraversalTopology {
@@ -29,6 +44,7 @@ export async function readNatTraversalTopology(
   inventory: InventorySnapshot,
 ): Promise<NatTraversalTopology> {
   let broker: NatTraversalTopology['broker'] = null;
+  let stunPorts = DEFAULT_STUN_PORTS;
   const clients: NatTraversalTopology['clients'] = [];
 
   for (const qube of inventory.qubes.values()) {
@@ -36,7 +52,10 @@ export async function readNatTraversalTopology(
       continue;
     }
     if ((await adminApi.getFeature(qube.name, NAT_BROKER_FEATURE)) === '1') {
-      broker ??= { name: qube.name, address: qube.ip };
+      if (broker === null) {
+        broker = { name: qube.name, address: qube.ip };
+        stunPorts = await readStunPorts(adminApi, qube.name);
+      }
       continue;
     }
 
@@ -55,7 +74,17 @@ export async function readNatTraversalTopology(
       netvm: qube.netvm,
     });
   }
-  return { broker, clients, stunPorts: DEFAULT_STUN_PORTS };
+  return { broker, clients, stunPorts };
+}
+
+/** The broker VM's STUN ports; an invalid feature value redirects no STUN traffic (default deny). */
+async function readStunPorts(adminApi: AdminApiReader, broker: string): Promise<number[]> {
+  const text = await adminApi.getFeature(broker, NAT_TRAVERSAL_STUN_PORTS_FEATURE);
+  if (text === null) {
+    return DEFAULT_STUN_PORTS;
+  }
+  const parsed = parseStunPorts(text);
+  return 'ports' in parsed ? parsed.ports : [];
 }
 
 /** Returns the VMs whose state the topology touches: enabled qubes, their netvms and the broker. */

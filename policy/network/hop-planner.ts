@@ -3,6 +3,7 @@ import {
   type DnatEntry,
   emptyAgentState,
   type InputAcceptEntry,
+  type SnatEntry,
 } from '../../rpc/agent-state.js';
 import { type ForwardRule, isExpired } from '../forwards/forward-rule.js';
 import {
@@ -24,6 +25,14 @@ import { InventoryError, type InventorySnapshot } from './qube-inventory.js';
  * The external port number is kept on every hop and only the hop next to the
  * qube remaps it, so ports never collide between hops: forwards are unique
  * per uplink, and every hop below it carries a subset of them.
+ *
+ * A UDP NAT traversal lease also gets a port-keeping source NAT on every
+ * netvm: work:P leaves sys-firewall as :E and sys-net as :E, so the qube's
+ * packets to any host leave from the port the lease answers on. UDP only:
+ * a UDP application that maps a port sends from it to many peers (ICE,
+ * BitTorrent DHT), which is what an endpoint-independent mapping is for,
+ * while a mapped TCP port is a listening socket whose outgoing connections
+ * use other ports. Manual forwards get none: they publish a service.
  */
 export function planAgentStates(
   forwards: readonly ForwardRule[],
@@ -62,8 +71,42 @@ export function planAgentStates(
         stateOf(vm).inputAccept.push(entry);
       }
     }
+    for (const [vm, entry] of planSnat(forward, inventory)) {
+      const state = stateOf(vm);
+      state.snat = [...(state.snat ?? []), entry];
+    }
   }
   return states;
+}
+
+/** The port-keeping source NAT of a UDP NAT traversal lease, one entry per netvm. */
+function planSnat(forward: ForwardRule, inventory: InventorySnapshot): Array<[string, SnatEntry]> {
+  if (forward.natTraversal == null || forward.protocol !== 'udp') {
+    return [];
+  }
+  const planned: Array<[string, SnatEntry]> = [];
+  let below = forward.qube;
+  let sourcePort = forward.targetPorts.first;
+  for (const netvm of inventory.networkChain(forward.qube)) {
+    const sourceAddress = inventory.get(below).ip;
+    if (sourceAddress === null) {
+      break;
+    }
+    planned.push([
+      netvm,
+      {
+        forwardId: forward.id,
+        protocol: 'udp',
+        sourceAddress,
+        sourcePort,
+        toPort: forward.ports.first,
+        expiresAtUnixSeconds: forward.expiresAtUnixSeconds,
+      },
+    ]);
+    below = netvm;
+    sourcePort = forward.ports.first;
+  }
+  return planned;
 }
 
 /** Returns the VMs whose state a forward touches: the qube and every netvm on its chain. */

@@ -1,12 +1,13 @@
 import { upstreamControlRequestSchema } from '../rpc/nat-traversal-messages.js';
 import { readServiceInvocation } from '../rpc/qrexec/service-invocation.js';
+import { readServicePayload } from '../rpc/qrexec/service-payload.js';
 import { callControlSocket, controlSocketPath } from './core/control-socket.js';
 
 /**
- * qrexec service `qubes.NatBrokerUpstream` in the broker VM: dom0 asks the
+ * qrexec service `qubes.NatBrokerControl` in the broker VM: dom0 asks the
  * running broker to map (or unmap) a manual forward's port on the home
- * router. Only dom0 may call it; the policy denies it to every VM, and this
- * handler checks the caller again.
+ * router, or to read its client list again. Only dom0 may call it; the
+ * policy denies it to every VM, and this handler checks the caller again.
  */
 
 const MAX_PAYLOAD_BYTES = 4096;
@@ -22,22 +23,17 @@ if (!invocation.ok) {
   reply({ result: 'failed', message: invocation.message }, 2);
 }
 if (invocation.invocation.remoteDomain !== 'dom0') {
-  reply({ result: 'failed', message: 'only dom0 may call qubes.NatBrokerUpstream' }, 2);
+  reply({ result: 'failed', message: 'only dom0 may call qubes.NatBrokerControl' }, 2);
 }
 
-const chunks: Buffer[] = [];
-let size = 0;
-for await (const chunk of process.stdin) {
-  size += (chunk as Buffer).length;
-  if (size > MAX_PAYLOAD_BYTES) {
-    reply({ result: 'failed', message: `request larger than ${MAX_PAYLOAD_BYTES} bytes` }, 2);
-  }
-  chunks.push(chunk as Buffer);
+const payload = await readServicePayload(MAX_PAYLOAD_BYTES);
+if (payload === null) {
+  reply({ result: 'failed', message: `request larger than ${MAX_PAYLOAD_BYTES} bytes` }, 2);
 }
 
 let request: unknown;
 try {
-  request = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  request = JSON.parse(payload);
 } catch {
   reply({ result: 'failed', message: 'invalid request: not JSON' }, 2);
 }
