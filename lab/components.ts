@@ -94,13 +94,18 @@ export async function startLabComponents(
 
   processes.push(await startBroker(state));
 
-  processes.push(
-    await startDaemon(context, {
-      name: 'qubes-nat-broker-dom0',
-      vm: 'dom0',
-      command: [node, join(distRoot(), 'policy', 'dom0-daemon-main.js')],
-      env: { ...process.env, ...labVmEnvironment(state, 'dom0') },
-    }),
+  const dom0Service = await startDaemon(context, {
+    name: 'qubes-nat-broker-dom0',
+    vm: 'dom0',
+    command: [node, join(distRoot(), 'policy', 'dom0-daemon-main.js')],
+    env: { ...process.env, ...labVmEnvironment(state, 'dom0') },
+  });
+  processes.push(dom0Service);
+  // Ready means subscribed to qubesd events: a change made after this is seen.
+  await waitUntil(
+    'the dom0 service',
+    async () => (await countLogLines(dom0Service.logFile, 'dom0 service ready')) > 0,
+    { timeoutMs: 20_000, process: dom0Service },
   );
 
   log.info({ processes: processes.length }, 'lab components started');

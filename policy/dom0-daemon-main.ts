@@ -20,3 +20,5 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 
 context.logger.info('dom0 service starting');
 await daemon.start();
+context.logger.info('dom0 service ready');
+process.stdout.write('dom0 service ready\n');

@@ -15,6 +15,8 @@ import { readNatTraversalSettings } from './nat-traversal/nat-settings.js';
 
 /** Maximum wait between two expiry checks. */
 const MAX_EXPIRY_CHECK_INTERVAL_MS = 60_000;
+/** Maximum wait for the event subscription at start. */
+const SUBSCRIBE_TIMEOUT_MS = 10_000;
 /** Wait before subscribing again after qubesd closed the event stream. */
 const RESUBSCRIBE_DELAY_MS = 1_000;
 
@@ -41,14 +43,27 @@ export class Dom0Daemon {
   private expiryTimer: NodeJS.Timeout | null = null;
   private eventLoop: Promise<void> | null = null;
   private readonly nowUnixMs: () => number;
+  private onSubscribed: (() => void) | null = null;
 
   constructor(private readonly options: Dom0DaemonOptions) {
     this.nowUnixMs = options.nowUnixMs ?? Date.now;
   }
 
+  /**
+   * Subscribes to qubesd events first, so no change made after start()
+   * returns is missed, then pushes every hop and tells the broker.
+   */
   async start(): Promise<void> {
+    const subscribed = new Promise<void>((resolve) => {
+      this.onSubscribed = resolve;
+    });
     this.eventLoop = this.followEvents();
+    await Promise.race([subscribed, sleep(SUBSCRIBE_TIMEOUT_MS, this.shutdown.signal)]);
     await this.reloadAll('start');
+    const notify = this.options.onNatTraversalChanged;
+    if (notify !== undefined) {
+      await this.guard('tell the broker', notify);
+    }
     this.scheduleExpiryCheck();
   }
 
@@ -65,6 +80,9 @@ export class Dom0Daemon {
     while (!signal.aborted) {
       try {
         for await (const event of this.options.adminApi.events(signal)) {
+          if (event.event === 'connection-established') {
+            this.onSubscribed?.();
+          }
           await this.handleEvent(event.subject, event.event);
         }
       } catch (error) {

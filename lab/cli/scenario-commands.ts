@@ -2,6 +2,7 @@ import type { Logger } from '../../rpc/logger.js';
 import { LabSession } from '../lab-session.js';
 import { runManualForwardScenario } from '../scenarios/manual-forward.js';
 import { runNatTraversalScenario } from '../scenarios/nat-traversal.js';
+import { runP2pScenario } from '../scenarios/p2p.js';
 
 /**
  * `scenario NAME` runs a user story on a fresh lab of its own and exits 0
@@ -14,7 +15,10 @@ type Scenario = (
   logger: Logger,
 ) => Promise<boolean>;
 
-export const SCENARIOS: Record<string, { run: Scenario; description: string }> = {
+export const SCENARIOS: Record<
+  string,
+  { run: Scenario; description: string; routerNat?: 'cone' | 'symmetric' }
+> = {
   'manual-forward': {
     run: runManualForwardScenario,
     description: 'dom0 forwards TCP 8443 to the HTTPS server on 443 in work; lanpeer reaches it',
@@ -23,6 +27,12 @@ export const SCENARIOS: Record<string, { run: Scenario; description: string }> =
     run: runNatTraversalScenario,
     description:
       'upnpc, natpmpc, nat-port-mapper and PCP in work get mappings after a dom0 prompt; the internet reaches work',
+  },
+  p2p: {
+    run: runP2pScenario,
+    description:
+      'behind a symmetric router, a WebRTC data channel from work to a remote peer fails without NAT traversal and connects with it (STUN through the broker, no TURN)',
+    routerNat: 'symmetric',
   },
 };
 
@@ -50,7 +60,11 @@ export async function runScenario(
   const startedAtMs = performance.now();
   print(`scenario ${name} on lab "${scenarioPrefix}"`);
 
-  const session = await LabSession.open({ prefix: scenarioPrefix, logger });
+  const session = await LabSession.open({
+    prefix: scenarioPrefix,
+    logger,
+    ...(scenario.routerNat === undefined ? {} : { routerNat: scenario.routerNat }),
+  });
   print(`ok    lab up with every component (${Math.round(performance.now() - startedAtMs)} ms)`);
   let passed = false;
   try {

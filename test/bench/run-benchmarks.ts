@@ -55,7 +55,15 @@ async function jsonLines(vmNamespace: string, command: string[], timeoutMs: numb
 
 async function benchAddPortMapping(lab: LabSession): Promise<void> {
   await lab.exec('dom0', ['qvm-features', 'work', 'nat-traversal', '1']);
-  await sleep(1500);
+  // The dom0 service pushes the redirects and tells the broker; wait for both.
+  for (
+    let attempt = 0;
+    attempt < 100 && !(await lab.ruleset('sys-firewall')).includes('5351');
+    attempt++
+  ) {
+    await sleep(100);
+  }
+  await sleep(3000);
   const client = join(distRoot(), 'test', 'bench', 'soap-add-port-mapping.js');
   const urn = 'urn:schemas-upnp-org:service:WANIPConnection:1';
   const work = lab.state.vms.work?.namespace ?? '';
@@ -88,6 +96,9 @@ async function benchAddPortMapping(lab: LabSession): Promise<void> {
     60_000,
   );
   const ok = (lines: Record<string, number>[]) => lines.filter((line) => line.status === 200);
+  if (ok(ours).length < ROUNDS) {
+    process.stderr.write(`broker AddPortMapping results: ${JSON.stringify(ours)}\n`);
+  }
   const oursMs = median(ok(ours).map((line) => line.elapsedMs ?? 0));
   const peerMs = median(ok(peer).map((line) => line.elapsedMs ?? 0));
   rows.push({

@@ -1,0 +1,42 @@
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { LabSession } from '../lab/lab-session.js';
+import { runManualForwardScenario } from '../lab/scenarios/manual-forward.js';
+import { runNatTraversalScenario } from '../lab/scenarios/nat-traversal.js';
+
+/**
+ * Runs the lab scenarios (the user stories that `npm run lab -- scenario
+ * NAME` prints step by step) as tests, each on a fresh lab, so every client
+ * they drive (upnpc, natpmpc, @achingbrain/nat-port-mapper, the PCP client)
+ * is covered by `npm test`.
+ */
+
+const logger = pino({ level: 'silent' });
+
+async function runScenario(
+  prefix: string,
+  scenario: typeof runManualForwardScenario,
+): Promise<{ passed: boolean; lines: string[] }> {
+  const lines: string[] = [];
+  const session = await LabSession.open({ prefix, logger });
+  try {
+    const passed = await scenario(session, (line) => lines.push(line), logger);
+    return { passed, lines };
+  } finally {
+    await session.close();
+  }
+}
+
+describe('lab scenarios', () => {
+  it('manual-forward holds every step', { timeout: 120_000 }, async () => {
+    const { passed, lines } = await runScenario('tsm', runManualForwardScenario);
+    expect(lines.filter((line) => line.startsWith('FAIL'))).toEqual([]);
+    expect(passed).toBe(true);
+  });
+
+  it('nat-traversal holds every step', { timeout: 180_000 }, async () => {
+    const { passed, lines } = await runScenario('tsn', runNatTraversalScenario);
+    expect(lines.filter((line) => line.startsWith('FAIL'))).toEqual([]);
+    expect(passed).toBe(true);
+  });
+});
