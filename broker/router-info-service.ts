@@ -20,22 +20,17 @@ if (!invocation.ok) {
   process.exit(2);
 }
 
-const chunks: Buffer[] = [];
-let size = 0;
-for await (const chunk of process.stdin) {
-  size += (chunk as Buffer).length;
-  if (size > MAX_PAYLOAD_BYTES) {
-    process.stdout.write(
-      `${JSON.stringify({ error: `report larger than ${MAX_PAYLOAD_BYTES} bytes` })}\n`,
-    );
-    process.exit(2);
-  }
-  chunks.push(chunk as Buffer);
+const payload = await readServicePayload(MAX_PAYLOAD_BYTES);
+if (payload === null) {
+  process.stdout.write(
+    `${JSON.stringify({ error: `report larger than ${MAX_PAYLOAD_BYTES} bytes` })}\n`,
+  );
+  process.exit(2);
 }
 
 let report: unknown;
 try {
-  report = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  report = JSON.parse(payload);
 } catch {
   process.stdout.write(`${JSON.stringify({ error: 'invalid router report: not JSON' })}\n`);
   process.exit(2);
