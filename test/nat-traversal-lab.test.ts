@@ -112,7 +112,7 @@ describe('NAT traversal in the lab', () => {
 
   it('lists the lease in dom0 with its external address', async () => {
     const list = await lab.qvmForward('work');
-    expect(list.stdout).toMatch(/tcp\s+8080\s+8080\s+-\s+in \d+m.*203\.0\.113\.1:8080\s+upnp:/);
+    expect(list.stdout).toMatch(/tcp\s+8080\s+8080\s+-\s+in \d+[hm].*203\.0\.113\.1:8080\s+upnp:/);
   });
 
   it('denies with 606 and leaves nothing on any hop or the router', async () => {

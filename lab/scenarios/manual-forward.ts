@@ -102,7 +102,7 @@ export async function runManualForwardScenario(
     expectThat(result.exitCode === 0, result.stderr);
     const row = result.stdout.split('\n').find((line) => line.startsWith('0 '));
     expectThat(
-      row !== undefined && /tcp\s+8443\s+443\s+-\s+in 59m/.test(row) && row.endsWith('web'),
+      row !== undefined && /tcp\s+8443\s+443\s+-\s+in (59m|1h)/.test(row) && row.endsWith('web'),
       `unexpected list:\n${result.stdout}`,
     );
     return row ?? '';
