@@ -32,6 +32,8 @@ export interface Dom0DaemonOptions {
   adminApi: AdminApi;
   manager: ForwardManager;
   leases?: LeaseManager;
+  /** Renews STUN leases whose socket carries traffic; started and stopped with the daemon. */
+  activity?: { start(): void; stop(): Promise<void> };
   /** Called after the set of NAT traversal qubes may have changed (tells the broker). */
   onNatTraversalChanged?: () => Promise<unknown>;
   logger: Logger;
@@ -65,6 +67,7 @@ export class Dom0Daemon {
       await this.guard('tell the broker', notify);
     }
     this.scheduleExpiryCheck();
+    this.options.activity?.start();
   }
 
   async stop(): Promise<void> {
@@ -72,6 +75,7 @@ export class Dom0Daemon {
     if (this.expiryTimer !== null) {
       clearTimeout(this.expiryTimer);
     }
+    await this.options.activity?.stop();
     await this.eventLoop;
   }
 

@@ -342,7 +342,13 @@ export class BrokerMappingService implements MappingService {
     }
   }
 
-  /** Drops leases that dom0 no longer has: revoked by the user, or expired there. */
+  /**
+   * Drops leases that dom0 no longer has (revoked by the user, or expired
+   * there), and takes over a later expiry that dom0 set by itself, such as
+   * the renewal of a STUN lease whose socket carries traffic. The router
+   * mapping then stays, because the upstream mapper renews it for as long
+   * as the broker holds the lease.
+   */
   private async syncWithDom0(): Promise<void> {
     this.expireLeases();
     if (this.leases.size === 0) {
@@ -350,19 +356,40 @@ export class BrokerMappingService implements MappingService {
     }
     try {
       const reply = await this.options.dom0.leases();
-      const live = new Set(reply.leases.map((lease) => leaseKey(lease)));
+      const live = new Map(reply.leases.map((lease) => [leaseKey(lease), lease]));
       for (const lease of [...this.leases.values()]) {
-        if (!live.has(leaseKey(lease.argument))) {
+        const dom0Lease = live.get(leaseKey(lease.argument));
+        if (dom0Lease === undefined) {
           this.options.logger.info(
             { qube: lease.argument.qube, internalPort: lease.argument.internalPort },
             'lease revoked in dom0',
           );
           await this.drop(lease, { releaseInDom0: false });
+          continue;
         }
+        this.extendFromDom0(lease, dom0Lease.expiresAtUnixSeconds);
       }
     } catch (error) {
       this.options.logger.error({ err: error }, 'cannot compare leases with dom0');
     }
+  }
+
+  /** Moves the broker's expiry of a lease to dom0's when dom0's is later. */
+  private extendFromDom0(lease: BrokerLease, dom0ExpiresAtUnixSeconds: number): void {
+    const dom0ExpiresAtUnixMs = dom0ExpiresAtUnixSeconds * 1000;
+    if (dom0ExpiresAtUnixMs <= lease.mapping.expiresAtUnixMs) {
+      return;
+    }
+    lease.mapping = { ...lease.mapping, expiresAtUnixMs: dom0ExpiresAtUnixMs };
+    this.options.logger.info(
+      {
+        qube: lease.argument.qube,
+        protocol: lease.argument.protocol,
+        internalPort: lease.argument.internalPort,
+        expiresAtUnixMs: dom0ExpiresAtUnixMs,
+      },
+      'lease extended by dom0',
+    );
   }
 }
 

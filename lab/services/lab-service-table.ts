@@ -23,6 +23,9 @@ export function labServiceTable(): Record<string, LabServiceEntry> {
   };
   return {
     'qubes.NatBrokerApply': { argv: [node, join(distRoot(), 'agent-hooks', 'apply-service.js')] },
+    'qubes.NatBrokerActivity': {
+      argv: [node, join(distRoot(), 'agent-hooks', 'activity-service.js')],
+    },
     'qubes.NatBrokerControl': { argv: [node, join(distRoot(), 'broker', 'control-service.js')] },
     'qubes.NatBrokerRouterInfo': {
       argv: [node, join(distRoot(), 'broker', 'router-info-service.js')],
