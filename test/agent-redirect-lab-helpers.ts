@@ -75,12 +75,19 @@ http.createServer((req, res) => { res.end('igd ' + req.socket.remoteAddress); })
 const CLIENT_SCRIPT = `
 const [mode, address, port, payload, sourcePort] = process.argv.slice(1);
 const done = (text) => { process.stdout.write(text); process.exit(0); };
-setTimeout(() => done(''), 2000);
+setTimeout(() => done(''), 3000);
 if (mode === 'udp') {
   const socket = require('node:dgram').createSocket('udp4');
   socket.on('message', (msg, rinfo) => done(rinfo.address + ':' + rinfo.port + ' ' + msg.toString('latin1')));
   socket.on('error', () => done(''));
-  socket.bind(sourcePort ? Number(sourcePort) : 0, () => socket.send(Buffer.from(payload), Number(port), address));
+  // Sent three times, as UDP clients retransmit, so one packet lost on a
+  // loaded machine does not fail the exchange.
+  const send = () => socket.send(Buffer.from(payload), Number(port), address);
+  socket.bind(sourcePort ? Number(sourcePort) : 0, () => {
+    send();
+    setTimeout(send, 700);
+    setTimeout(send, 1400);
+  });
 } else {
   const request = require('node:http').get({ host: address, port: Number(port), path: '/' }, (res) => {
     let body = '';
