@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ForwardRule } from '../policy/forwards/forward-rule.js';
 import { planAgentStates, vmsOfForward } from '../policy/network/hop-planner.js';
+import { mergeInputAccepts } from '../policy/network/input-accept-merge.js';
 import { InventorySnapshot, type QubeInfo } from '../policy/network/qube-inventory.js';
 import { agentStateSchema } from '../rpc/agent-state.js';
 
@@ -130,5 +131,58 @@ describe('planAgentStates', () => {
       ]),
     );
     expect(() => looped.networkChain('a')).toThrow('loops');
+  });
+});
+
+describe('mergeInputAccepts', () => {
+  const accept = (
+    forwardId: string,
+    sourceCidr: string,
+    first: number,
+    last: number,
+    expires: number | null,
+  ) => ({
+    forwardId,
+    protocol: 'tcp' as const,
+    sourceCidr,
+    ports: { first, last },
+    expiresAtUnixSeconds: expires,
+  });
+
+  it('merges two forwards to one qube port', () => {
+    const states = planAgentStates(
+      [
+        forward(),
+        forward({
+          id: 'f-000000000002',
+          ports: { first: 9443, last: 9443 },
+          expiresAtUnixSeconds: null,
+        }),
+      ],
+      inventory(false),
+      { nowUnixSeconds: NOW, issuedAtUnixMs: 1, vms: [] },
+    );
+    expect(states.get('work')?.inputAccept).toEqual([
+      accept('f-000000000001', '0.0.0.0/0', 443, 443, null),
+    ]);
+    expect(states.get('sys-firewall')?.dnat).toHaveLength(2);
+  });
+
+  it('keeps disjoint sources and ports apart', () => {
+    const entries = [
+      accept('f-a', '192.168.77.0/24', 443, 443, 10),
+      accept('f-b', '10.0.0.0/8', 443, 443, 10),
+      accept('f-c', '0.0.0.0/0', 444, 444, 10),
+    ];
+    expect(mergeInputAccepts(entries)).toEqual(entries);
+  });
+
+  it('takes the broader prefix, the port union and the later expiry', () => {
+    expect(
+      mergeInputAccepts([
+        accept('f-b', '192.168.77.0/24', 440, 445, 20),
+        accept('f-a', '192.168.0.0/16', 443, 450, 30),
+      ]),
+    ).toEqual([accept('f-a', '192.168.0.0/16', 440, 450, 30)]);
   });
 });

@@ -59,6 +59,33 @@ describe('manual forward in the lab', () => {
     expect(direct.reached).toBe(false);
   });
 
+  it('forwards two external ports to one port in the qube', async () => {
+    await lab.startServer('work', 'tcp', 5443);
+    await lab.qvmForwardOk('work', 'add', 'proto=tcp', 'port=5001', 'to-port=5443');
+    await lab.qvmForwardOk(
+      'work',
+      'add',
+      'proto=tcp',
+      'port=5002',
+      'to-port=5443',
+      'src=192.168.77.0/24',
+    );
+    expect((await lab.probe('lanpeer', 'tcp', sysNetLan, 5001)).reply).toContain('work saw');
+    expect((await lab.probe('lanpeer', 'tcp', sysNetLan, 5002)).reply).toContain('work saw');
+
+    await lab.qvmForwardOk('work', 'del', 'proto=tcp', 'port=5001', 'to-port=5443');
+    expect((await lab.probe('lanpeer', 'tcp', sysNetLan, 5001)).reached).toBe(false);
+    expect((await lab.probe('lanpeer', 'tcp', sysNetLan, 5002)).reached).toBe(true);
+    await lab.qvmForwardOk(
+      'work',
+      'del',
+      'proto=tcp',
+      'port=5002',
+      'to-port=5443',
+      'src=192.168.77.0/24',
+    );
+  });
+
   it('restricts sources with src', async () => {
     await lab.startServer('work', 'tcp', 7000);
     await lab.startServer('work', 'tcp', 7001);

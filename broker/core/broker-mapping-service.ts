@@ -55,6 +55,8 @@ export interface BrokerMappingServiceOptions {
 export class BrokerMappingService implements MappingService {
   private readonly leases = new Map<string, BrokerLease>();
   private readonly deniedUntilMs = new Map<string, number>();
+  /** Requests per lease key, run one after another (see `request`). */
+  private readonly queues = new Map<string, Promise<unknown>>();
   private readonly startedAtMs: number;
   private readonly nowMs: () => number;
   private timer: NodeJS.Timeout | null = null;
@@ -125,6 +127,27 @@ export class BrokerMappingService implements MappingService {
       requestClass: request.via === 'stun' && request.protocol === 'udp' ? 'stun' : 'port',
     };
     const key = leaseKey(argument);
+
+    // Requests for one lease run one after another: a client that sends
+    // several at once (STUN tests, retransmissions with new transaction
+    // ids) must find the lease the first one made, not make it again.
+    const previous = this.queues.get(key) ?? Promise.resolve();
+    const run = previous.then(() => this.requestQueued(key, argument, request));
+    const tail = run.catch(() => undefined);
+    this.queues.set(key, tail);
+    void tail.then(() => {
+      if (this.queues.get(key) === tail) {
+        this.queues.delete(key);
+      }
+    });
+    return run;
+  }
+
+  private async requestQueued(
+    key: string,
+    argument: MappingArgument,
+    request: MappingRequest,
+  ): Promise<MappingResult> {
     const deniedUntilMs = this.deniedUntilMs.get(key) ?? 0;
     if (deniedUntilMs > this.nowMs()) {
       return { code: MappingResultCode.notAuthorized, message: 'denied a moment ago' };

@@ -347,4 +347,6 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+// Exit explicitly: the terminal prompter's readline keeps standard input
+// open, which would keep the process alive after the lab is torn down.
+process.exit(await main(process.argv.slice(2)));

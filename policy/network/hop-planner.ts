@@ -11,6 +11,7 @@ import {
   EMPTY_TOPOLOGY,
   type NatTraversalTopology,
 } from '../nat-traversal/nat-topology.js';
+import { mergeInputAccepts } from './input-accept-merge.js';
 import { InventoryError, type InventorySnapshot } from './qube-inventory.js';
 
 /**
@@ -75,6 +76,10 @@ export function planAgentStates(
       const state = stateOf(vm);
       state.snat = [...(state.snat ?? []), entry];
     }
+  }
+
+  for (const state of states.values()) {
+    state.inputAccept = mergeInputAccepts(state.inputAccept);
   }
   return states;
 }
