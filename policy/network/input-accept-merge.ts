@@ -43,7 +43,7 @@ export function mergeInputAccepts(entries: readonly InputAcceptEntry[]): InputAc
 
 function mergeTwo(a: InputAcceptEntry, b: InputAcceptEntry): InputAcceptEntry {
   return {
-    forwardId: a.forwardId < b.forwardId ? a.forwardId : b.forwardId,
+    forwardId: [a.forwardId, b.forwardId].sort()[0] ?? a.forwardId,
     protocol: a.protocol,
     sourceCidr:
       prefixLength(a.sourceCidr) <= prefixLength(b.sourceCidr) ? a.sourceCidr : b.sourceCidr,
