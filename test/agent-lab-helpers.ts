@@ -187,13 +187,30 @@ export function udpRequest(
   port: number,
   sourcePort?: number,
 ): string {
-  const source = sourcePort === undefined ? '' : `,sourceport=${sourcePort},reuseaddr`;
+  // Sent three times, as UDP clients retransmit, so one datagram lost on a
+  // loaded machine does not fail the exchange; the first reply counts.
+  const script = `
+const [address, port, sourcePort] = process.argv.slice(1);
+const socket = require('node:dgram').createSocket({ type: 'udp4', reuseAddr: true });
+const done = (text) => { process.stdout.write(text); process.exit(0); };
+setTimeout(() => done(''), 3000);
+socket.on('message', (message) => done(message.toString()));
+socket.on('error', () => done(''));
+const send = () => socket.send('ping\\n', Number(port), address);
+socket.bind(sourcePort === '' ? 0 : Number(sourcePort), () => {
+  send();
+  setTimeout(send, 700);
+  setTimeout(send, 1400);
+});`;
   try {
-    return inNamespace(
-      namespace,
-      ['socat', '-T', '1', '-', `UDP:${address}:${port}${source}`],
-      'ping\n',
-    ).trim();
+    return inNamespace(namespace, [
+      process.execPath,
+      '-e',
+      script,
+      address,
+      String(port),
+      sourcePort === undefined ? '' : String(sourcePort),
+    ]).trim();
   } catch {
     return '';
   }

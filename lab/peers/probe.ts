@@ -58,11 +58,17 @@ switch (values.protocol) {
     const socket = createSocket('udp4');
     socket.on('message', (data) => succeed(data.toString()));
     socket.on('error', (error) => fail(error.message));
+    // Retransmitted every 500 ms like a real UDP client, so one datagram
+    // lost on a loaded machine does not read as "not reachable".
     const send = () => socket.send(message, port, host);
-    if (values['local-port'] !== undefined) {
-      socket.bind(Number(values['local-port']), send);
-    } else {
+    const start = () => {
       send();
+      setInterval(send, 500).unref();
+    };
+    if (values['local-port'] !== undefined) {
+      socket.bind(Number(values['local-port']), start);
+    } else {
+      start();
     }
     break;
   }
