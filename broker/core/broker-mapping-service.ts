@@ -108,7 +108,7 @@ export class BrokerMappingService implements MappingService {
     if (client === null) {
       return {
         code: MappingResultCode.unknownClient,
-        message: `${request.clientAddress} is no qube with NAT traversal enabled`,
+        message: `${request.clientAddress} is not the address of a qube with NAT traversal enabled`,
       };
     }
     if (request.internalAddress !== request.clientAddress) {

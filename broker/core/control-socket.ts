@@ -128,7 +128,7 @@ export async function callControlSocket(
   const socket = createConnection(path);
   socket.setEncoding('utf8');
   socket.setTimeout(CLIENT_TIMEOUT_MS, () =>
-    socket.destroy(new Error('the broker did not answer in time')),
+    socket.destroy(new Error('timed out waiting for the broker reply')),
   );
   return new Promise<UpstreamControlReply>((resolve, reject) => {
     let buffer = '';

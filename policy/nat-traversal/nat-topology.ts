@@ -9,7 +9,7 @@ import {
 } from './nat-settings.js';
 
 /**
- * Which qubes have NAT traversal enabled and where their broker is: the part
+ * The qubes with NAT traversal enabled and their broker VM: the part
  * of every VM's desired state that redirects NAT traversal requests.
  */
 
