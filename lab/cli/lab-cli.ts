@@ -182,10 +182,10 @@ async function statusCommand(context: CommandContext): Promise<number> {
     `Lab "${state.prefix}" (router NAT ${state.options.routerNat}${state.options.withVpn ? ', with sys-vpn' : ''})`,
     `State file: ${labStateFile(state.prefix)}`,
     '',
-    'VM            kind      namespace              address        netvm',
+    'VM            kind           namespace              address        netvm',
     ...Object.values(state.vms).map(
       (vm) =>
-        `${vm.name.padEnd(13)} ${vm.kind.padEnd(9)} ${vm.namespace.padEnd(22)} ${(vm.address ?? '-').padEnd(14)} ${vm.netvm ?? '-'}`,
+        `${vm.name.padEnd(13)} ${vm.kind.padEnd(14)} ${vm.namespace.padEnd(22)} ${(vm.address ?? '-').padEnd(14)} ${vm.netvm ?? '-'}`,
     ),
     '',
     'Processes:',

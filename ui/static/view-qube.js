@@ -108,6 +108,13 @@ async function loadFirewall(app, name) {
   view.nodes.firewall.replaceChildren(problem ? el('p', { text: problem }) : firewallTable(rules));
 }
 
+/** Returns the router's address and port of a forward, as `qvm-forward` lists it in EXTERNAL. */
+function externalOf(forward) {
+  const mapping = forward.natTraversal?.upstream ?? forward.routerMapping?.mapping ?? null;
+  if (mapping !== null) return `${mapping.externalAddress}:${mapping.externalPort}`;
+  return forward.routerMapping != null ? 'pending' : '-';
+}
+
 function renderForwards(app, forwards) {
   const key = JSON.stringify(forwards);
   if (key === view.forwardsKey) return;
@@ -123,6 +130,7 @@ function renderForwards(app, forwards) {
       formatPorts(forward.targetPorts),
       forward.sourceCidr === ANY_SOURCE ? 'any' : forward.sourceCidr,
       countdown(forward.expiresAtUnixSeconds, now),
+      externalOf(forward),
       lease ? `NAT traversal lease · ${forward.comment ?? ''}` : (forward.comment ?? ''),
       el(
         'span',
@@ -151,7 +159,7 @@ function renderForwards(app, forwards) {
     view.nodes.forwards,
     table(
       `Forwards of ${view.name}`,
-      ['No', 'Proto', 'Port(s)', 'To port', 'Source', 'Expires', 'Comment', 'Actions'],
+      ['No', 'Proto', 'Port(s)', 'To port', 'Source', 'Expires', 'External', 'Comment', 'Actions'],
       rows,
       `${view.name} has no forwards.`,
     ),
