@@ -1,6 +1,5 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTwoNamespaceFixture } from './two-namespace-fixture.js';
 
 /**
  * Drives the PCP server with hand-built packets over real UDP sockets in
@@ -10,8 +9,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * dom0 and a home router. Requires root and a prior `npx tsc -p tsconfig.json`.
  */
 
-const CLIENT_NS = 'hp2-client';
-const BROKER_NS = 'hp2-broker';
 const TABLE = {
   externalAddress: '203.0.113.7',
   clients: [
@@ -44,41 +41,32 @@ socket.bind({ address: source, port: 0 }, async () => {
 });
 `;
 
-let server: ChildProcess | undefined;
+const SERVER_COMMAND = [
+  'node',
+  'dist/broker/port-control/port-control-fake-main.js',
+  JSON.stringify(TABLE),
+];
 
-function ip(args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
-}
-
-function teardown(): void {
-  server?.kill('SIGTERM');
-  for (const namespace of [CLIENT_NS, BROKER_NS]) {
-    try {
-      ip(['netns', 'del', namespace]);
-    } catch {
-      // Not created, or already gone.
-    }
-  }
-}
+const fixture = createTwoNamespaceFixture({
+  prefix: 'hp2',
+  clientAddresses: ['10.200.0.2/24', '10.200.0.3/24'],
+  brokerAddress: '10.200.0.1/24',
+});
 
 /** Sends packets in order from one socket; returns one reply per packet. */
 function exchange(
   sourceAddress: string,
   packets: Uint8Array[],
 ): Array<{ from: string; bytes: Buffer } | null> {
-  const output = execFileSync(
-    'ip',
+  const output = fixture.execInClient(
     [
-      'netns',
-      'exec',
-      CLIENT_NS,
       'node',
       '-e',
       DRIVER,
       sourceAddress,
       ...packets.map((packet) => Buffer.from(packet).toString('hex')),
     ],
-    { encoding: 'utf8', timeout: 30_000 },
+    30_000,
   );
   return output
     .trim()
@@ -122,51 +110,11 @@ function resultCode(reply: { bytes: Buffer } | null | undefined): number | undef
 }
 
 beforeAll(async () => {
-  teardown();
-  ip(['netns', 'add', CLIENT_NS]);
-  ip(['netns', 'add', BROKER_NS]);
-  ip([
-    '-n',
-    CLIENT_NS,
-    'link',
-    'add',
-    'eth0',
-    'type',
-    'veth',
-    'peer',
-    'name',
-    'eth0',
-    'netns',
-    BROKER_NS,
-  ]);
-  ip(['-n', CLIENT_NS, 'addr', 'add', '10.200.0.2/24', 'dev', 'eth0']);
-  ip(['-n', CLIENT_NS, 'addr', 'add', '10.200.0.3/24', 'dev', 'eth0']);
-  ip(['-n', BROKER_NS, 'addr', 'add', '10.200.0.1/24', 'dev', 'eth0']);
-  for (const namespace of [CLIENT_NS, BROKER_NS]) {
-    ip(['-n', namespace, 'link', 'set', 'lo', 'up']);
-    ip(['-n', namespace, 'link', 'set', 'eth0', 'up']);
-  }
-
-  const child = spawn(
-    'ip',
-    [
-      'netns',
-      'exec',
-      BROKER_NS,
-      'node',
-      'dist/broker/port-control/port-control-fake-main.js',
-      JSON.stringify(TABLE),
-    ],
-    { stdio: ['ignore', 'pipe', 'ignore'] },
-  );
-  server = child;
-  const [firstLine] = (await once(child.stdout as NodeJS.ReadableStream, 'data')) as [Buffer];
-  expect(firstLine.toString()).toContain('"listening"');
+  const firstLine = await fixture.start(SERVER_COMMAND);
+  expect(firstLine).toContain('"listening"');
 }, 30_000);
 
-afterAll(() => {
-  teardown();
-});
+afterAll(() => fixture.destroy());
 
 describe('PCP server over UDP', () => {
   it('answers ANNOUNCE', () => {

@@ -1,9 +1,5 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ClientCommandResult, createTwoNamespaceFixture } from './two-namespace-fixture.js';
 
 /**
  * Runs three unmodified third-party STUN clients against our server in two
@@ -15,8 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * 203.0.113.9:45678. Requires root and `npx tsc -p tsconfig.json` first.
  */
 
-const CLIENT_NS = 'hs1-client';
-const BROKER_NS = 'hs1-broker';
 const DENIED_CLIENT_PORT = 40403;
 const CONFIG = {
   listenAddress: '0.0.0.0',
@@ -27,94 +21,33 @@ const CONFIG = {
   deniedClientPorts: [DENIED_CLIENT_PORT],
 };
 
-let server: ChildProcess | undefined;
-const logDirectory = mkdtempSync(join(tmpdir(), 'hs1-'));
-const logPath = join(logDirectory, 'server.log');
+const SERVER_COMMAND = ['node', 'dist/test/stun-lab-broker.js', JSON.stringify(CONFIG)];
 
-/** Reads the server's pino log from a file, because execFileSync blocks this process's event loop. */
-function serverLog(): string {
-  return readFileSync(logPath, 'utf8');
-}
-
-function ip(args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
-}
-
-function teardown(): void {
-  server?.kill('SIGTERM');
-  for (const namespace of [CLIENT_NS, BROKER_NS]) {
-    try {
-      ip(['netns', 'del', namespace]);
-    } catch {
-      // Not created, or already gone.
-    }
-  }
-}
+const fixture = createTwoNamespaceFixture({
+  prefix: 'hs1',
+  clientAddresses: ['10.202.0.2/24'],
+  brokerAddress: '10.202.0.1/24',
+  logServerStderr: true,
+});
 
 /** Runs a command in the client namespace; returns its exit code and combined output. */
-function inClient(command: string[], timeoutMs = 60_000): { exitCode: number; output: string } {
-  try {
-    const stdout = execFileSync('ip', ['netns', 'exec', CLIENT_NS, ...command], {
-      encoding: 'utf8',
-      timeout: timeoutMs,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    return { exitCode: 0, output: stdout };
-  } catch (error) {
-    const failed = error as { status?: number; stdout?: string; stderr?: string };
-    return {
-      exitCode: failed.status ?? -1,
-      output: `${failed.stdout ?? ''}${failed.stderr ?? ''}`,
-    };
-  }
+function inClient(command: string[], timeoutMs = 60_000): ClientCommandResult {
+  return fixture.runInClient(command, timeoutMs);
 }
 
 beforeAll(async () => {
-  teardown();
-  ip(['netns', 'add', CLIENT_NS]);
-  ip(['netns', 'add', BROKER_NS]);
-  ip([
-    '-n',
-    CLIENT_NS,
-    'link',
-    'add',
-    'eth0',
-    'type',
-    'veth',
-    'peer',
-    'name',
-    'eth0',
-    'netns',
-    BROKER_NS,
-  ]);
-  ip(['-n', CLIENT_NS, 'addr', 'add', '10.202.0.2/24', 'dev', 'eth0']);
-  ip(['-n', BROKER_NS, 'addr', 'add', '10.202.0.1/24', 'dev', 'eth0']);
-  for (const namespace of [CLIENT_NS, BROKER_NS]) {
-    ip(['-n', namespace, 'link', 'set', 'lo', 'up']);
-    ip(['-n', namespace, 'link', 'set', 'eth0', 'up']);
-  }
-
-  const child = spawn(
-    'ip',
-    ['netns', 'exec', BROKER_NS, 'node', 'dist/test/stun-lab-broker.js', JSON.stringify(CONFIG)],
-    { stdio: ['ignore', 'pipe', openSync(logPath, 'w')] },
-  );
-  server = child;
-  const [firstLine] = (await once(child.stdout as NodeJS.ReadableStream, 'data')) as [Buffer];
-  expect(firstLine.toString()).toContain('"listening"');
+  const firstLine = await fixture.start(SERVER_COMMAND);
+  expect(firstLine).toContain('"listening"');
 }, 30_000);
 
-afterAll(() => {
-  teardown();
-  rmSync(logDirectory, { recursive: true, force: true });
-});
+afterAll(() => fixture.destroy());
 
 describe('third-party STUN clients against the broker server', () => {
   it('turnutils_stunclient reads mapping', () => {
     const result = inClient(['/usr/bin/turnutils_stunclient', '10.202.0.1']);
     expect(result.exitCode).toBe(0);
     expect(result.output).toContain('UDP reflexive addr: 203.0.113.9:45678');
-    expect(serverLog()).toContain('STUN mapping granted');
+    expect(fixture.serverLog()).toContain('STUN mapping granted');
   });
 
   it('turnutils_stunclient uses port 19302', () => {
@@ -150,7 +83,7 @@ describe('third-party STUN clients against the broker server', () => {
     // the wire (class 4, number 3) reads as 412 there. The exact bytes are
     // checked in stun-server.test.ts.
     expect(reply.error.code).toBe(4 * (3 + 100));
-    expect(serverLog()).toContain('STUN mapping denied');
+    expect(fixture.serverLog()).toContain('STUN mapping denied');
   });
 
   it('Debian stun classifies NAT', () => {
@@ -166,6 +99,6 @@ describe('third-party STUN clients against the broker server', () => {
     expect(result.output).toContain('ErrorCode = 4 20 Unknown Attribute');
     expect(result.output).toContain('Primary: Independent Mapping, Independent Filter');
     expect(result.exitCode).toBe(0x12);
-    expect(serverLog()).toContain('"rfc3489":true');
+    expect(fixture.serverLog()).toContain('"rfc3489":true');
   });
 });
