@@ -1,3 +1,4 @@
+import { readUint16, readUint32, writeUint16, writeUint32 } from '../byte-order.js';
 /**
  * NAT-PMP (RFC 6886) wire format: request parser and response builders.
  * All multi-byte fields are big-endian. Functions are pure and never throw
@@ -58,24 +59,6 @@ export type NatPmpParseError =
 export type NatPmpParseResult =
   | { ok: true; request: NatPmpRequest }
   | { ok: false; error: NatPmpParseError };
-
-function readUint16(bytes: Uint8Array, offset: number): number {
-  return ((bytes[offset] ?? 0) << 8) | (bytes[offset + 1] ?? 0);
-}
-
-function readUint32(bytes: Uint8Array, offset: number): number {
-  return readUint16(bytes, offset) * 0x10000 + readUint16(bytes, offset + 2);
-}
-
-function writeUint16(bytes: Uint8Array, offset: number, value: number): void {
-  bytes[offset] = (value >>> 8) & 0xff;
-  bytes[offset + 1] = value & 0xff;
-}
-
-function writeUint32(bytes: Uint8Array, offset: number, value: number): void {
-  writeUint16(bytes, offset, Math.floor(value / 0x10000) & 0xffff);
-  writeUint16(bytes, offset + 2, value & 0xffff);
-}
 
 /**
  * Parses a request datagram.

@@ -1,3 +1,4 @@
+import { readUint16, readUint32, writeUint16, writeUint32 } from '../byte-order.js';
 import { ipv4ToMappedBytes } from '../port-control/ipv4-bytes.js';
 import {
   PCP_HEADER_BYTES,
@@ -43,24 +44,6 @@ export type PcpParseError =
 export type PcpParseResult =
   | { ok: true; request: PcpRequest }
   | { ok: false; error: PcpParseError };
-
-function readUint16(bytes: Uint8Array, offset: number): number {
-  return ((bytes[offset] ?? 0) << 8) | (bytes[offset + 1] ?? 0);
-}
-
-function readUint32(bytes: Uint8Array, offset: number): number {
-  return readUint16(bytes, offset) * 0x10000 + readUint16(bytes, offset + 2);
-}
-
-function writeUint16(bytes: Uint8Array, offset: number, value: number): void {
-  bytes[offset] = (value >>> 8) & 0xff;
-  bytes[offset + 1] = value & 0xff;
-}
-
-function writeUint32(bytes: Uint8Array, offset: number, value: number): void {
-  writeUint16(bytes, offset, Math.floor(value / 0x10000) & 0xffff);
-  writeUint16(bytes, offset + 2, value & 0xffff);
-}
 
 function sameBytes(left: Uint8Array, right: Uint8Array): boolean {
   return left.length === right.length && left.every((byte, index) => byte === right[index]);

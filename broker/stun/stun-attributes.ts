@@ -1,5 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
-import { readUint16, readUint32, writeUint16, writeUint32 } from './stun-codec.js';
+import { readUint16, readUint32, writeUint16, writeUint32 } from '../byte-order.js';
 import {
   STUN_CHANGE_IP_FLAG,
   STUN_CHANGE_PORT_FLAG,

@@ -1,3 +1,4 @@
+import { writeUint16, writeUint32 } from '../byte-order.js';
 import {
   encodeAddressAttribute,
   encodeErrorCode,
@@ -10,8 +11,6 @@ import {
   paddedLength,
   type StunAttribute,
   type StunHeader,
-  writeUint16,
-  writeUint32,
 } from './stun-codec.js';
 import {
   STUN_ATTRIBUTE_HEADER_BYTES,

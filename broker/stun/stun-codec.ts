@@ -1,3 +1,4 @@
+import { readUint16, readUint32, writeUint16, writeUint32 } from '../byte-order.js';
 import {
   STUN_ATTRIBUTE_HEADER_BYTES,
   STUN_FINGERPRINT_XOR,
@@ -67,24 +68,6 @@ export type StunParseError =
 export type StunParseResult =
   | { ok: true; message: StunMessage }
   | { ok: false; error: StunParseError };
-
-export function readUint16(bytes: Uint8Array, offset: number): number {
-  return ((bytes[offset] ?? 0) << 8) | (bytes[offset + 1] ?? 0);
-}
-
-export function readUint32(bytes: Uint8Array, offset: number): number {
-  return readUint16(bytes, offset) * 0x10000 + readUint16(bytes, offset + 2);
-}
-
-export function writeUint16(bytes: Uint8Array, offset: number, value: number): void {
-  bytes[offset] = (value >>> 8) & 0xff;
-  bytes[offset + 1] = value & 0xff;
-}
-
-export function writeUint32(bytes: Uint8Array, offset: number, value: number): void {
-  writeUint16(bytes, offset, Math.floor(value / 0x10000) & 0xffff);
-  writeUint16(bytes, offset + 2, value & 0xffff);
-}
 
 /** Rounds an attribute value length up to the 4-byte boundary (RFC 8489 §14). */
 export function paddedLength(valueBytes: number): number {
