@@ -100,7 +100,7 @@ describe('peer-to-peer STUN through the broker', () => {
     expect(prompts).toEqual([]);
   });
 
-  it('with the broker, a host work never contacted reaches the answered address (endpoint-independent filtering)', async () => {
+  it('filtering is endpoint-independent with broker', async () => {
     const port = 40_000;
     const binding = await lab.exec(
       'work',
@@ -118,7 +118,7 @@ describe('peer-to-peer STUN through the broker', () => {
     expect(fromRemoteHome.reply).toMatch(/^work saw 192\.0\.2\.1:\d+: ping$/);
   });
 
-  it('werift in work gets the router address from the broker and connects to rpeer', async () => {
+  it('werift connects to rpeer through broker', async () => {
     const call = await runWebrtcCall(lab, {
       offerVm: 'work',
       answerVm: 'rpeer',

@@ -22,7 +22,7 @@ import type { UpstreamPort } from './upstream-port.js';
  * retrying client does not raise a prompt per retransmission.
  */
 
-/** How long a denied request is answered from memory. */
+/** Time during which a repeated denied request is rejected without asking dom0 again. */
 export const DENIAL_MEMORY_MS = 30_000;
 /** How often the broker compares its leases with dom0's, to notice revocations. */
 export const LEASE_SYNC_INTERVAL_MS = 5_000;

@@ -39,7 +39,7 @@ export class Dom0Client {
     private readonly logger: Logger,
   ) {}
 
-  /** Asks for a new mapping; refusal by policy (the user said no) is `not-allowed`. */
+  /** Asks for a new mapping; a policy refusal (the user denied the prompt) returns `not-allowed`. */
   async grant(argument: MappingArgument, request: MappingGrantRequest): Promise<MappingGrantReply> {
     return this.callMapping(NAT_TRAVERSAL_SERVICE, argument, request, GRANT_TIMEOUT_MS);
   }
@@ -85,8 +85,8 @@ export class Dom0Client {
       { timeoutMs },
     );
     if (result.exitCode === QREXEC_EXIT_REFUSED) {
-      this.logger.info({ request: `${service}+${text}` }, 'dom0 policy refused the request');
-      return { result: 'not-allowed', message: `dom0 refused ${service}+${text}` };
+      this.logger.info({ request: `${service}+${text}` }, 'dom0 policy denied the request');
+      return { result: 'not-allowed', message: `dom0 denied ${service}+${text}` };
     }
     if (result.exitCode !== 0) {
       throw new Dom0CallError(

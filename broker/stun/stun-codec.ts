@@ -1,4 +1,4 @@
-import { readUint16, readUint32, writeUint16, writeUint32 } from '../byte-order.js';
+import { readUint16, readUint32 } from '../byte-order.js';
 import {
   STUN_ATTRIBUTE_HEADER_BYTES,
   STUN_FINGERPRINT_XOR,

@@ -26,7 +26,7 @@ export interface WebrtcCallResult {
   connected: boolean;
   /** Offerer: from the start of gathering to the open channel; null when it never opened. */
   openMs: number | null;
-  /** What the offerer got back on the channel. */
+  /** Message the offerer received back on the channel. */
   echo: string | null;
   offerCandidates: string[];
   answerCandidates: string[];
@@ -171,7 +171,7 @@ export async function runWebrtcCall(
     const answer = await answerer.next(['answer'], waitMs);
     if (answer?.type !== 'answer' || answer.sdp === undefined) {
       return failed(
-        `no answer from ${options.answerVm}: ${answer?.reason ?? answerer.stderr.trim()}`,
+        `no SDP answer from ${options.answerVm}: ${answer?.reason ?? answerer.stderr.trim()}`,
       );
     }
     offerer.send({ type: 'answer', sdp: answer.sdp });

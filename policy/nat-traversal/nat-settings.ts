@@ -28,7 +28,7 @@ export const NAT_TRAVERSAL_STUN_PORTS_FEATURE = 'nat-traversal-stun-ports';
 /** Most STUN ports a netvm redirects, the bound of the agent state. */
 export const MAX_STUN_PORTS = 8;
 
-/** Ports below 1024 are privileged services; a qube gets them only when its feature says so. */
+/** Ports below 1024 are privileged services; a qube gets them only when its feature lists them. */
 export const DEFAULT_ALLOWED_PORTS: PortRange[] = [{ first: 1024, last: 65535 }];
 export const DEFAULT_MAX_LEASE_SECONDS = 3600;
 /** IGD v2's longest lease (604800 s, one week) bounds every lease. */
@@ -39,7 +39,7 @@ export interface NatTraversalSettings {
   allowedPorts: PortRange[];
   allowedProtocols: TransportProtocol[];
   maxLeaseSeconds: number;
-  /** Why NAT traversal is off despite `nat-traversal=1`; null when it is on or simply not enabled. */
+  /** Reason NAT traversal is off despite `nat-traversal=1`; null when it is on or simply not enabled. */
   problem: string | null;
 }
 

@@ -77,7 +77,10 @@ export async function readNatTraversalTopology(
   return { broker, clients, stunPorts };
 }
 
-/** The broker VM's STUN ports; an invalid feature value redirects no STUN traffic (default deny). */
+/**
+ * Reads the broker VM's STUN ports. An invalid feature value returns no
+ * ports, so no STUN traffic is redirected (default deny).
+ */
 async function readStunPorts(adminApi: AdminApiReader, broker: string): Promise<number[]> {
   const text = await adminApi.getFeature(broker, NAT_TRAVERSAL_STUN_PORTS_FEATURE);
   if (text === null) {
